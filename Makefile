@@ -1,0 +1,40 @@
+# The verbs people type. Logic lives in cargo and the binaries; this file only names it.
+
+CARGO ?= cargo
+# A default env for `make image`/`make config`; override on the command line.
+DOMAIN ?= ecs.example.org
+
+.PHONY: all build test deps bench config image e2e fmt lint clean
+
+all: build
+
+## Install the Debian packages that builds and tests need (idempotent; needs root or sudo).
+deps:
+	./scripts/deps.sh
+
+## Release build of ecs-build and ecs-agent.
+build:
+	$(CARGO) build --release --workspace
+
+## The test command (README, .ci/run): unit, integration and end-to-end tests against the real tools.
+test:
+	$(CARGO) test --workspace
+
+## Benchmarks: each prints a ratio against a baseline measured in the same run.
+bench: build
+	./scripts/bench.sh
+
+## A fresh env.yml, seed ISO and paper backup for $(DOMAIN) under out/.
+config: build
+	./target/release/ecs-build config new --domain $(DOMAIN) --out out/$(DOMAIN) --force
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf out

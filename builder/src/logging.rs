@@ -1,0 +1,17 @@
+//! Log set-up: plain lines on stderr (no timestamps: journald and CI add their own), or
+//! JSON lines with `--json` so CI can follow the pipeline. `RUST_LOG` overrides the level.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time();
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_target(false).init();
+    }
+}

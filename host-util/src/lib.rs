@@ -1,0 +1,14 @@
+//! Small host plumbing shared by `ecs-build` and `ecs-agent`.
+//!
+//! It owns two things every other crate would otherwise re-invent: running external tools
+//! (found once, named with their Debian package when missing, failing with argv and stderr),
+//! and writing files so that nothing half-written ever appears under a final name.
+//! It knows nothing of ECS, images or appliances.
+
+pub mod atomic;
+pub mod command;
+pub mod tool;
+
+pub use atomic::{AtomicDir, AtomicFile, write_atomic};
+pub use command::{CommandError, CommandExt};
+pub use tool::{MissingTool, Tool};

@@ -1,0 +1,1 @@
+//! Packer templates for building on top of an ecs-build raw image.

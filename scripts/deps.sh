@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing ecs-build need. Idempotent:
+# packages already present are skipped, and apt runs only when something is missing.
+# Run as root (CI) or through sudo.
+set -euo pipefail
+
+# Everything the builder, the tests and the benchmarks call. Grouped by who needs it.
+packages=(
+  # image pipeline: rootless tree, filesystems, partition tools, boot loader
+  mmdebstrap uidmap e2fsprogs fdisk gdisk dosfstools mtools grub-pc-bin grub-efi-amd64-bin grub-common
+  # disk formats checked with the reference tools
+  lvm2 mdadm util-linux xorriso genisoimage cloud-image-utils
+  # key material and cloud-init checks
+  openssl gnupg openssh-client cloud-init python3-yaml
+  # paper backup
+  poppler-utils
+  # boot tests and image conversion
+  ovmf
+  # appliance components driven by tests
+  docker.io duplicity pebble packer vagrant
+  # build helpers
+  pkg-config build-essential curl ca-certificates
+)
+# qemu-system-x86 must match the qemu-utils 10.x from bookworm-backports that these machines carry.
+backports_packages=(qemu-system-x86 qemu-utils)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for p in "${packages[@]}" "${backports_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} + ${#backports_packages[@]} packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+
+. /etc/os-release
+if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
+  # Derive a backports entry from the machine's own Debian source; no mirror host is named here.
+  bp=/etc/apt/sources.list.d/ecs-build-backports.sources
+  if [ ! -f "$bp" ]; then
+    uri=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | awk '{print $2}' | head -n1 || true)
+    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+      uri=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+    fi
+    [ -n "$uri" ] || { echo "deps: cannot find a Debian source to derive bookworm-backports from" >&2; exit 1; }
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" | $SUDO tee "$bp" >/dev/null
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
+if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
+  $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${backports_packages[@]}"
+else
+  $SUDO apt-get install -y -q --no-install-recommends "${backports_packages[@]}"
+fi
+echo "deps: done"

@@ -1,0 +1,1 @@
+//! Vagrant boxes (libvirt) and Vagrantfiles for local test appliances.
