@@ -1,2 +1,12 @@
-//! Disk layouts written as plain files: no root, no loop devices, no mounting.
-//! It knows nothing of ECS: callers hand it a typed plan and a filesystem tree.
+//! Disk layouts written as plain files: no root, no loop devices, no mounting, no VM.
+//!
+//! It owns the on-disk formats of an appliance's disks: MBR and GPT partition tables, ext4
+//! filesystems (filled by `mke2fs -d` straight into a partition's byte range), LVM2 physical
+//! volume labels and metadata, md RAID1 v1.2 superblocks and the GRUB BIOS boot code.
+//! Every structure is checked in tests by the reference tool that reads it on a real system.
+//!
+//! It knows nothing of ECS: callers hand it a typed plan (`plan`) and a filesystem tree.
+
+pub mod plan;
+
+pub use plan::{DataDiskPlan, ExtraFile, ExtraKind, PlanError, Seed, Size, SystemDiskPlan, TableKind, TreeSource};
