@@ -11,7 +11,7 @@ packages=(
   # disk formats checked with the reference tools
   lvm2 mdadm util-linux xorriso genisoimage cloud-image-utils
   # key material and cloud-init checks
-  openssl gnupg openssh-client cloud-init python3-yaml
+  openssl gnupg openssh-client cloud-init python3-yaml libarchive13
   # paper backup
   poppler-utils
   # boot tests and image conversion
@@ -21,15 +21,21 @@ packages=(
   # build helpers
   pkg-config build-essential curl ca-certificates
 )
-# qemu-system-x86 must match the qemu-utils 10.x from bookworm-backports that these machines carry.
-backports_packages=(qemu-system-x86 qemu-utils)
+# From bookworm-backports on Debian 12: qemu-system-x86 must match the qemu-utils 10.x these
+# machines carry, and e2fsprogs >= 1.47.1 fills ext4 from a tarball (`mke2fs -d x.tar`, through
+# libarchive) with the archive's ownership: that is what makes rootless builds exact.
+backports_packages=(qemu-system-x86 qemu-utils e2fsprogs)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+. /etc/os-release
+installed() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+from_backports() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null | grep -q "bpo"; }
 missing=()
-for p in "${packages[@]}" "${backports_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${backports_packages[@]}"; do
+  if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then from_backports "$p" || missing+=("$p"); else installed "$p" || missing+=("$p"); fi
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} + ${#backports_packages[@]} packages present"
@@ -37,7 +43,6 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 echo "deps: installing ${missing[*]}"
 
-. /etc/os-release
 if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
   # Derive a backports entry from the machine's own Debian source; no mirror host is named here.
   bp=/etc/apt/sources.list.d/ecs-build-backports.sources

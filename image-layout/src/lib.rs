@@ -7,6 +7,10 @@
 //!
 //! It knows nothing of ECS: callers hand it a typed plan (`plan`) and a filesystem tree.
 
+pub mod ext4;
 pub mod plan;
+pub mod seed;
 
-pub use plan::{DataDiskPlan, ExtraFile, ExtraKind, PlanError, Seed, Size, SystemDiskPlan, TableKind, TreeSource};
+pub use plan::{
+    DataDiskPlan, ExtraFile, ExtraKind, PlanError, Seed, Size, SystemDiskPlan, TableKind, TreeSource,
+};

@@ -44,22 +44,34 @@ impl FromStr for Size {
                     'M' => Self::MIB,
                     'G' => Self::GIB,
                     'T' => Self::GIB * 1024,
-                    _ => return Err(PlanError(format!("size {s:?}: expected a number with K, M, G or T"))),
+                    _ => {
+                        return Err(PlanError(format!(
+                            "size {s:?}: expected a number with K, M, G or T"
+                        )));
+                    }
                 };
                 (&t[..i], m)
             }
             _ => (t, 1),
         };
-        let n: u64 =
-            num.parse().map_err(|_| PlanError(format!("size {s:?}: expected a number like 10G or 512M")))?;
-        n.checked_mul(mult).map(Size).ok_or_else(|| PlanError(format!("size {s:?} is too large")))
+        let n: u64 = num
+            .parse()
+            .map_err(|_| PlanError(format!("size {s:?}: expected a number like 10G or 512M")))?;
+        n.checked_mul(mult)
+            .map(Size)
+            .ok_or_else(|| PlanError(format!("size {s:?} is too large")))
     }
 }
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        for (unit, m) in [("T", Self::GIB * 1024), ("G", Self::GIB), ("M", Self::MIB), ("K", Self::KIB)] {
+        for (unit, m) in [
+            ("T", Self::GIB * 1024),
+            ("G", Self::GIB),
+            ("M", Self::MIB),
+            ("K", Self::KIB),
+        ] {
             if b >= m && b % m == 0 {
                 return write!(f, "{}{unit}", b / m);
             }
