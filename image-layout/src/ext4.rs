@@ -13,10 +13,27 @@ use host_util::{CommandError, CommandExt, MissingTool, Tool};
 
 pub const MKE2FS: Tool = Tool::new("mke2fs", "e2fsprogs");
 
+/// Our own mke2fs.conf, so the host's never changes the result. ext4 as Debian defines it,
+/// minus `metadata_csum_seed` and `orphan_file`, which GRUB 2.06 cannot read.
+const MKE2FS_CONF: &str = "[defaults]
+\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+\tdefault_mntopts = acl,user_xattr
+\tenable_periodic_fsck = 0
+\tblocksize = 4096
+\tinode_size = 256
+\tinode_ratio = 16384
+[fs_types]
+\text4 = {
+\t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+\t}
+";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Ext4Error {
     #[error(transparent)]
     Missing(#[from] MissingTool),
+    #[error("writing mke2fs.conf: {0}")]
+    Config(#[source] std::io::Error),
     #[error("making ext4 {label:?} at offset {offset}: {source}")]
     Mke2fs {
         label: String,
@@ -49,14 +66,22 @@ pub enum Ext4Contents {
 }
 
 /// The mke2fs command for `spec` writing into `image`; the caller may attach stdin (for `-d -`).
-pub fn mke2fs_command(image: &Path, spec: &Ext4Spec, contents: &Ext4Contents) -> Result<Command, Ext4Error> {
+/// The returned temp file holds the mke2fs.conf the command points at; keep it alive until it ran.
+pub fn mke2fs_command(
+    image: &Path,
+    spec: &Ext4Spec,
+    contents: &Ext4Contents,
+) -> Result<(Command, tempfile::NamedTempFile), Ext4Error> {
+    let mut conf = tempfile::NamedTempFile::new().map_err(Ext4Error::Config)?;
+    std::io::Write::write_all(&mut conf, MKE2FS_CONF.as_bytes()).map_err(Ext4Error::Config)?;
     let mut cmd = MKE2FS.command()?;
     cmd.env("SOURCE_DATE_EPOCH", spec.timestamp.to_string())
         .env("E2FSPROGS_FAKE_TIME", spec.timestamp.to_string())
         // Never read the host's /etc/mke2fs.conf: builds must not depend on the build machine.
-        .env("MKE2FS_CONFIG", "/dev/null")
-        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0"])
-        .args(["-O", "^metadata_csum_seed,^orphan_file"])
+        .env("MKE2FS_CONFIG", conf.path())
+        .args([
+            "-q", "-F", "-t", "ext4", "-T", "default", "-b", "4096", "-I", "256", "-m", "0",
+        ])
         .args(["-L", &spec.label, "-U", &spec.uuid])
         .arg("-E")
         .arg(format!(
@@ -70,17 +95,68 @@ pub fn mke2fs_command(image: &Path, spec: &Ext4Spec, contents: &Ext4Contents) ->
         }
     }
     cmd.arg(image).arg(format!("{}k", spec.size / 1024));
-    Ok(cmd)
+    Ok((cmd, conf))
 }
 
 /// Makes the filesystem and fills it from `contents`.
 pub fn make_ext4(image: &Path, spec: &Ext4Spec, contents: &Ext4Contents) -> Result<(), Ext4Error> {
-    mke2fs_command(image, spec, contents)?
-        .run_checked()
-        .map_err(|source| Ext4Error::Mke2fs {
-            label: spec.label.clone(),
-            offset: spec.offset,
-            source,
-        })?;
+    let (mut cmd, _conf) = mke2fs_command(image, spec, contents)?;
+    cmd.run_checked().map_err(|source| Ext4Error::Mke2fs {
+        label: spec.label.clone(),
+        offset: spec.offset,
+        source,
+    })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use host_util::CommandExt;
+
+    #[test]
+    fn makes_clean_ext4_at_offset_without_grub_incompatible_features() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), "x\n").unwrap();
+        let img = dir.path().join("disk.raw");
+        std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+        let spec = Ext4Spec {
+            offset: 1 << 20,
+            size: 32 << 20,
+            label: "t-root".into(),
+            uuid: "11111111-2222-4333-8444-555555555555".into(),
+            hash_seed: "11111111-2222-4333-8444-555555555556".into(),
+            timestamp: 1_700_000_000,
+        };
+        make_ext4(&img, &spec, &Ext4Contents::Dir(tree)).unwrap();
+        let blkid = Command::new("blkid")
+            .args(["-p", "-O", "1048576", "-o", "export"])
+            .arg(&img)
+            .run_stdout()
+            .expect("blkid (util-linux)");
+        assert!(
+            blkid.contains("TYPE=ext4") && blkid.contains("LABEL=t-root"),
+            "{blkid}"
+        );
+        let dumpe2fs = Command::new("debugfs")
+            .args(["-R", "stats"])
+            .arg(format!("{}?offset=1048576", img.display()))
+            .run_stdout()
+            .expect("debugfs (e2fsprogs)");
+        let features = dumpe2fs
+            .lines()
+            .find(|l| l.starts_with("Filesystem features"))
+            .unwrap();
+        assert!(
+            features.contains("extent") && features.contains("has_journal"),
+            "{features}"
+        );
+        assert!(
+            !features.contains("metadata_csum_seed") && !features.contains("orphan_file"),
+            "{features}"
+        );
+        assert!(dumpe2fs.contains("Block size:               4096"), "{dumpe2fs}");
+    }
 }
