@@ -72,7 +72,7 @@ impl fmt::Display for Size {
             ("M", Self::MIB),
             ("K", Self::KIB),
         ] {
-            if b >= m && b % m == 0 {
+            if b >= m && b.is_multiple_of(m) {
                 return write!(f, "{}{unit}", b / m);
             }
         }
