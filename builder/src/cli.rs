@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{config, disk, image, paper};
+use crate::commands::{config, disk, disk_data, image, paper};
 
 /// Build ECS appliance configs, cloud-init seeds, disks and bootable images.
 #[derive(Debug, Parser)]
@@ -51,7 +51,7 @@ pub enum DiskCommand {
     /// Write a bootable system disk (root + volatile) from a tree or tarball.
     System(disk::SystemArgs),
     /// Write prepared data disk(s): LVM `permanent`/`data`, optionally on md RAID1.
-    Data(disk::DataArgs),
+    Data(disk_data::DataArgs),
 }
 
 impl Command {

@@ -1,4 +1,4 @@
-//! `ecs-build disk system|data`: image-layout exposed for operators and tests.
+//! `ecs-build disk system`: image-layout's system disk exposed for operators and tests.
 
 use std::path::PathBuf;
 
@@ -29,27 +29,5 @@ pub struct SystemArgs {
 impl SystemArgs {
     pub fn run(self) -> anyhow::Result<()> {
         anyhow::bail!("disk system: not implemented yet")
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct DataArgs {
-    /// Size of each data disk (e.g. 20G).
-    #[arg(long)]
-    pub size: String,
-    /// Mirror two disks with md RAID1 (give -o twice).
-    #[arg(long)]
-    pub raid1: bool,
-    /// Seed for UUIDs (reproducible output).
-    #[arg(long)]
-    pub seed: Option<String>,
-    /// Output raw disk image(s).
-    #[arg(short, long, required = true)]
-    pub output: Vec<PathBuf>,
-}
-
-impl DataArgs {
-    pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("disk data: not implemented yet")
     }
 }

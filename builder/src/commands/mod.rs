@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod disk;
+pub mod disk_data;
 pub mod image;
 pub mod paper;
