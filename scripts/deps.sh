@@ -15,7 +15,7 @@ packages=(
   # paper backup
   poppler-utils
   # boot tests and image conversion
-  ovmf
+  ovmf busybox-static xz-utils
   # appliance components driven by tests
   docker.io duplicity pebble packer vagrant
   # build helpers
