@@ -18,6 +18,8 @@ packages=(
   ovmf busybox-static xz-utils
   # appliance components driven by tests
   docker.io duplicity pebble packer vagrant
+  # ecs-agent tests: compose v1 (bookworm has no v2), nginx as the TLS frontend and service page
+  docker-compose nginx-light
   # build helpers
   pkg-config build-essential curl ca-certificates
 )
