@@ -31,6 +31,20 @@ backports_packages=(qemu-system-x86 qemu-utils e2fsprogs)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# --- ecs-build: unprivileged build user (image tests build as this user; issue 4) ---
+# A plain user with /etc/subuid and /etc/subgid ranges, so `mmdebstrap --mode=unshare` runs
+# rootless. Idempotent: the user and the ranges are only added when missing.
+ensure_build_user() {
+  local u=ecsbuild
+  id -u "$u" >/dev/null 2>&1 || $SUDO useradd --system --create-home --home-dir /var/lib/ecsbuild --shell /usr/sbin/nologin "$u"
+  for f in /etc/subuid /etc/subgid; do
+    [ -f "$f" ] || $SUDO touch "$f"
+    grep -q "^$u:" "$f" || echo "$u:3000000000:65536" | $SUDO tee -a "$f" >/dev/null
+  done
+}
+ensure_build_user
+# --- end ecs-build build user ---
+
 . /etc/os-release
 installed() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 from_backports() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null | grep -q "bpo"; }
