@@ -7,10 +7,14 @@
 //!
 //! It knows nothing of ECS: callers hand it a typed plan (`plan`) and a filesystem tree.
 
+pub mod data;
 pub mod ext4;
+pub mod lvm;
+pub mod md;
 pub mod plan;
 pub mod seed;
 
 pub use plan::{
     DataDiskPlan, ExtraFile, ExtraKind, PlanError, Seed, Size, SystemDiskPlan, TableKind, TreeSource,
 };
+pub use data::{ArrayReport, DataDiskError, DataDiskReport, write_data_disks};
