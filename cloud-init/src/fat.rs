@@ -53,6 +53,7 @@ pub(crate) fn write(
 
     let image = dir.path().join("seed.img");
     run(mkfs
+        .env("TZ", "UTC")
         .args(["-C", "-n", label, "--invariant", "-i"])
         .arg(format!("{volume_id:08x}"))
         .arg(&image)
