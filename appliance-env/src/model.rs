@@ -1,0 +1,349 @@
+//! The typed env.yml: what each section holds and its defaults. Key names follow the original
+//! appliance's template, so existing files keep working; `schema` documents every key.
+
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+/// A key of the original appliance that is accepted, ignored and warned about.
+pub(crate) type Legacy = Option<IgnoredAny>;
+
+fn yes() -> bool {
+    true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One appliance's env.yml: cloud-init's keys at the top, the appliance and ECS below.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Env {
+    /// Operators' SSH public keys (cloud-init installs them; the agent too).
+    pub ssh_authorized_keys: Vec<String>,
+    /// The appliance's SSH host keys in cloud-init's `ssh_keys` form
+    /// (`ed25519_private`, `ed25519_public`, `rsa_private`, `rsa_public`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ssh_keys: BTreeMap<String, String>,
+    /// cloud-init's `disable_root`; the appliance expects root to be usable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_root: Option<bool>,
+    pub appliance: Appliance,
+    pub ecs: Ecs,
+    /// Any other top-level cloud-config key: legal cloud-init, passed through untouched.
+    #[serde(flatten)]
+    pub cloud_config: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Appliance {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub standby: bool,
+    pub domain: String,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub ssl: Ssl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentry: Option<Sentry>,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub metric: Metric,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSource>,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub extra: Extra,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub update: Update,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub storage: Storage,
+    pub dkim: Dkim,
+    pub backup: Backup,
+    #[serde(default, rename = "allowed_hosts", skip_serializing)]
+    pub(crate) legacy_allowed_hosts: Legacy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ssl {
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub letsencrypt: Letsencrypt,
+    #[serde(default)]
+    pub client_certs_mandatory: bool,
+    /// TLS private key (PEM contents, not a file name); with `cert`, replaces ACME.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// TLS certificate chain (PEM contents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The CA that issues the users' client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<ClientCa>,
+}
+
+impl Default for Ssl {
+    fn default() -> Self {
+        Ssl {
+            letsencrypt: Letsencrypt::default(),
+            client_certs_mandatory: false,
+            key: None,
+            cert: None,
+            client_ca: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Letsencrypt {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for Letsencrypt {
+    fn default() -> Self {
+        Letsencrypt { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCa {
+    /// CA certificate (PEM).
+    pub cert: String,
+    /// CA private key (PEM, PKCS#8).
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sentry {
+    pub dsn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    #[serde(default)]
+    pub exporter: bool,
+    #[serde(default)]
+    pub server: bool,
+    #[serde(default)]
+    pub gui: bool,
+    #[serde(default)]
+    pub pghero: bool,
+}
+
+/// A git checkout: repository URL, branch, optionally pinned to a commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitid: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extra {
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub files: Vec<ExtraFile>,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub packages: Vec<String>,
+    #[serde(default, rename = "states", skip_serializing)]
+    pub(crate) legacy_states: Legacy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraFile {
+    pub path: String,
+    /// The file's text (the original's deprecated `content` is read too, with a warning).
+    #[serde(alias = "content")]
+    pub contents: String,
+    /// `user` or `user:group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Octal mode as a string, e.g. "0644".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
+}
+
+pub const DEFAULT_ONCALENDAR: &str = "*-*-* 06:30:00";
+
+fn default_oncalendar() -> String {
+    DEFAULT_ONCALENDAR.to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    #[serde(default = "yes")]
+    pub automatic: bool,
+    /// systemd OnCalendar= expression.
+    #[serde(default = "default_oncalendar")]
+    pub oncalendar: String,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            automatic: true,
+            oncalendar: default_oncalendar(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Create the volatile and data filesystems on blank disks when they are not found.
+    #[serde(default = "yes")]
+    pub create: bool,
+    #[serde(default, rename = "ignore", skip_serializing)]
+    pub(crate) legacy_ignore: Legacy,
+    #[serde(default, rename = "setup", skip_serializing)]
+    pub(crate) legacy_setup: Legacy,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            create: true,
+            legacy_ignore: None,
+            legacy_setup: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    /// RSA private key (PEM) for selector `default`.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// duplicity target URL.
+    pub url: String,
+    /// Extra duplicity options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<BackupMount>,
+    /// ASCII-armored OpenPGP secret key `ecs_backup`.
+    pub encrypt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupMount {
+    #[serde(rename = "type")]
+    pub fstype: String,
+    pub source: String,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<String>,
+}
+
+pub const DEFAULT_ECS_GIT_SOURCE: &str = "https://github.com/ecs-org/ecs.git";
+pub const DEFAULT_ECS_GIT_BRANCH: &str = "master";
+
+fn default_ecs_git_source() -> String {
+    DEFAULT_ECS_GIT_SOURCE.to_string()
+}
+
+fn default_ecs_git_branch() -> String {
+    DEFAULT_ECS_GIT_BRANCH.to_string()
+}
+
+fn default_database() -> String {
+    "ecs".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ecs {
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub git: EcsGit,
+    #[serde(default = "default_database")]
+    pub database: String,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub userswitcher: Userswitcher,
+    #[serde(default, deserialize_with = "crate::load::nullable")]
+    pub recover: Recover,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_user: Option<FirstUser>,
+    /// Python code ECS executes as its local settings (`ECS_SETTINGS`).
+    pub settings: String,
+    /// ASCII-armored OpenPGP secret key `ecs_mediaserver`.
+    pub vault_encrypt: String,
+    /// ASCII-armored OpenPGP secret key `ecs_authority`.
+    pub vault_sign: String,
+    #[serde(default, rename = "migrate", skip_serializing)]
+    pub(crate) legacy_migrate: Legacy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EcsGit {
+    #[serde(default = "default_ecs_git_source")]
+    pub source: String,
+    #[serde(default = "default_ecs_git_branch")]
+    pub branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitid: Option<String>,
+}
+
+impl Default for EcsGit {
+    fn default() -> Self {
+        EcsGit {
+            source: default_ecs_git_source(),
+            branch: default_ecs_git_branch(),
+            commitid: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Userswitcher {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+/// What to do when the database is missing or empty at boot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    #[serde(default)]
+    pub from_backup: bool,
+    #[serde(default)]
+    pub from_dump: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_filename: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gender {
+    #[serde(rename = "f")]
+    Female,
+    #[serde(rename = "m")]
+    Male,
+}
+
+/// The first (office) user, created with a client certificate after the first start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstUser {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub gender: Gender,
+}
