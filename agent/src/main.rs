@@ -1,5 +1,117 @@
-//! `ecs-agent`: runs on the appliance. Brings it up at boot and runs its lifecycle.
+//! `ecs-agent`: runs on the appliance. Brings it up at boot and reports what it did.
 
-fn main() {
-    println!("ecs-agent {}", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ecs_agent::context::Context;
+use ecs_agent::{start, status};
+
+/// The ECS appliance agent.
+#[derive(Parser)]
+#[command(version, help_expected = true)]
+struct Cli {
+    /// Overrides of paths, ports and sockets (YAML); for tests and unusual installs.
+    #[arg(long, global = true, value_name = "FILE")]
+    context: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bring the appliance up: env, storage, postgres, database, tls, containers.
+    Start,
+    /// Print the state of each step of the last start.
+    Status {
+        /// Print status.json as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Get or renew the TLS certificate (ACME, else self-signed) and reload the frontend.
+    RenewTls,
+    /// Write the "starting" page unless the frontend has a config (ecs-frontend's ExecStartPre).
+    #[command(hide = true)]
+    FrontendConfig,
+    /// Record that the agent's unit failed (called by systemd's OnFailure).
+    #[command(hide = true)]
+    ReportFailure {
+        /// The unit that failed.
+        unit: String,
+    },
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = match &cli.context {
+        Some(p) => match Context::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => Context::default(),
+    };
+    match cli.command {
+        Command::Start => {
+            let outcome = start::start(&ctx)?;
+            Ok(ExitCode::from(outcome.exit_code() as u8))
+        }
+        Command::Status { json } => {
+            let s = status::read(&ctx.status_file())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", status::render(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RenewTls => {
+            let msg = start::renew_tls(&ctx)?;
+            println!("ecs-agent: renew-tls ok: {msg}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FrontendConfig => {
+            ecs_agent::frontend::write_initial(&ctx)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ReportFailure { unit } => {
+            start::report_failure(&ctx, &unit)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            let config = e.chain().any(|c| c.is::<ecs_agent::userdata::ConfigError>());
+            ExitCode::from(if config { 2 } else { 1 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

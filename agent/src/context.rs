@@ -1,0 +1,121 @@
+//! Where the agent finds and puts things: every path, port, socket and timeout of a run.
+//!
+//! The defaults are the appliance's (`/data`, `/volatile`, `/run/ecs`, port 443, the system dockerd).
+//! Integration tests and unusual installs pass a YAML file (`--context FILE`) that overrides some of
+//! them, so the same steps run on a build host against a temp root and a private dockerd.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// How the storage step finds /data and /volatile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageMode {
+    /// Find the filesystems by label (and LVM), create them on blank disks, mount them.
+    Devices,
+    /// `data-dir` and `volatile-dir` are plain directories (tests, or a host that mounts them itself).
+    Directories,
+}
+
+/// Everything that differs between the appliance and a test run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Context {
+    /// The agent's runtime directory: status.json, the compose project, the frontend, GnuPG homes.
+    pub run_dir: PathBuf,
+    /// The validated env.yml, written mode 0600 on every start.
+    pub active_env: PathBuf,
+    /// The operator's env.yml, used when no seed device is found.
+    pub app_env: PathBuf,
+    /// Filesystem labels of a NoCloud seed.
+    pub seed_labels: Vec<String>,
+    /// Only these devices are considered as seeds (default: every device blkid finds by label).
+    pub seed_devices: Option<Vec<PathBuf>>,
+    pub data_dir: PathBuf,
+    pub volatile_dir: PathBuf,
+    pub storage: StorageMode,
+    /// Only these disks are considered for /data when it must be created (default: every
+    /// writable whole disk except the system disk).
+    pub data_disks: Option<Vec<PathBuf>>,
+    /// Passed to docker and the compose tool as DOCKER_HOST.
+    pub docker_host: String,
+    /// The compose command, e.g. `[docker, compose]` or `[docker-compose]`; default: whichever works.
+    pub compose_command: Option<Vec<String>>,
+    /// The compose project name.
+    pub project: String,
+    /// A compose template to use instead of the one shipped with the agent (env.yml may override both).
+    pub compose_template: Option<PathBuf>,
+    /// Address the frontend listens on.
+    pub listen_address: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// The host port the app's web service is published on (the frontend proxies to it).
+    pub upstream_port: u16,
+    /// The ACME directory URL (default: Let's Encrypt production).
+    pub acme_directory: String,
+    /// Extra CA certificate (PEM) for the ACME server, e.g. pebble's in tests.
+    pub acme_ca_root: Option<PathBuf>,
+    /// Seconds to wait for the database to accept connections.
+    pub database_timeout_secs: u64,
+    /// Seconds to wait for every service to be healthy.
+    pub health_timeout_secs: u64,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            run_dir: "/run/ecs".into(),
+            active_env: "/run/active-env.yml".into(),
+            app_env: "/app/env.yml".into(),
+            seed_labels: vec!["cidata".into(), "CIDATA".into()],
+            seed_devices: None,
+            data_dir: "/data".into(),
+            volatile_dir: "/volatile".into(),
+            storage: StorageMode::Devices,
+            data_disks: None,
+            docker_host: "unix:///run/docker.sock".into(),
+            compose_command: None,
+            project: "ecs".into(),
+            compose_template: None,
+            listen_address: "0.0.0.0".into(),
+            http_port: 80,
+            https_port: 443,
+            upstream_port: 5000,
+            acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_ca_root: None,
+            database_timeout_secs: 120,
+            health_timeout_secs: 600,
+        }
+    }
+}
+
+impl Context {
+    /// Loads overrides from a YAML file; unknown keys are errors.
+    pub fn load(path: &Path) -> anyhow::Result<Context> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn status_file(&self) -> PathBuf {
+        self.run_dir.join("status.json")
+    }
+    pub fn compose_dir(&self) -> PathBuf {
+        self.run_dir.join("compose")
+    }
+    pub fn frontend_dir(&self) -> PathBuf {
+        self.run_dir.join("frontend")
+    }
+    /// TLS key, certificate and ACME account live on the data disk, so they survive reboots.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("etc/tls")
+    }
+    /// The http-01 challenge webroot the frontend serves under /.well-known/acme-challenge/.
+    pub fn acme_webroot(&self) -> PathBuf {
+        self.run_dir.join("acme-challenge")
+    }
+    pub fn dump_dir(&self) -> PathBuf {
+        self.data_dir.join("dump/ecs-postgres")
+    }
+}

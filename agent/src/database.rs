@@ -1,0 +1,281 @@
+//! Steps `postgres` and `database`: start the database service, then decide, as the seed has
+//! it, what the application database becomes when it is missing or empty: restored from the
+//! backup (duplicity), restored from a dump, or created new. A populated database is never
+//! touched; a restore never runs over files already in the storage vault.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::appdef::AppDef;
+use crate::context::Context;
+use crate::docker::{Compose, wait_healthy};
+use crate::envfile::Settings;
+use crate::recover;
+
+/// The application database as found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DbState {
+    Missing,
+    Empty,
+    /// Number of tables in its public schema.
+    Populated(u64),
+}
+
+pub struct Db<'a> {
+    pub compose: &'a Compose,
+    pub def: &'a AppDef,
+    pub name: String,
+}
+
+impl Db<'_> {
+    /// Runs SQL as the superuser in the database container; returns unaligned output.
+    pub fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        let d = &self.def.database;
+        self.compose
+            .exec(
+                &d.service,
+                &[
+                    "psql",
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-U",
+                    &d.superuser,
+                    "-d",
+                    database,
+                    "-tAc",
+                    sql,
+                ],
+            )
+            .with_context(|| format!("running SQL in database {database}"))
+    }
+
+    pub fn state(&self) -> anyhow::Result<DbState> {
+        let exists = self.psql(
+            "postgres",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{}'", self.name),
+        )?;
+        if exists.trim().is_empty() {
+            return Ok(DbState::Missing);
+        }
+        let n: u64 = self
+            .psql(
+                &self.name,
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )?
+            .trim()
+            .parse()
+            .context("parsing the table count")?;
+        Ok(if n == 0 {
+            DbState::Empty
+        } else {
+            DbState::Populated(n)
+        })
+    }
+
+    /// Creates the owner role (if missing) and the database (if missing).
+    pub fn create(&self) -> anyhow::Result<()> {
+        let owner = &self.def.database.owner;
+        self.psql(
+            "postgres",
+            &format!("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN CREATE ROLE \"{owner}\" LOGIN; END IF; END$$"),
+        )?;
+        if self.state()? == DbState::Missing {
+            self.psql(
+                "postgres",
+                &format!(
+                    "CREATE DATABASE \"{}\" OWNER \"{owner}\" TEMPLATE template0 ENCODING 'UTF8'",
+                    self.name
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Restores a custom-format dump (optionally gzipped) from the dump directory into a new database.
+    pub fn restore_dump(&self, host_file: &Path, dump_dir_host: &Path) -> anyhow::Result<()> {
+        let rel = host_file.strip_prefix(dump_dir_host).with_context(|| {
+            format!(
+                "{}: dumps are read from {}",
+                host_file.display(),
+                dump_dir_host.display()
+            )
+        })?;
+        let inside = format!(
+            "{}/{}",
+            self.def.database.dump_dir.trim_end_matches('/'),
+            rel.display()
+        );
+        self.create()?;
+        let d = &self.def.database;
+        let restore = format!(
+            "pg_restore -U \"$1\" -d \"$2\" --no-owner --role=\"$3\" --exit-on-error --single-transaction{}",
+            if inside.ends_with(".gz") { "" } else { " \"$4\"" }
+        );
+        let script = if inside.ends_with(".gz") {
+            format!("gzip -dc \"$4\" | {restore}")
+        } else {
+            restore
+        };
+        self.compose
+            .exec(
+                &d.service,
+                &[
+                    "sh",
+                    "-c",
+                    &script,
+                    "sh",
+                    &d.superuser,
+                    &self.name,
+                    &d.owner,
+                    &inside,
+                ],
+            )
+            .with_context(|| format!("restoring {}", host_file.display()))?;
+        Ok(())
+    }
+}
+
+/// Step `postgres`: starts the database service and waits until it answers.
+pub fn start(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<String> {
+    let svc = &def.database.service;
+    compose.up(std::slice::from_ref(svc))?;
+    let db = Db {
+        compose,
+        def,
+        name: "postgres".into(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(ctx.database_timeout_secs);
+    loop {
+        match db.psql("postgres", "SELECT 1") {
+            Ok(_) => break,
+            Err(e) => {
+                // Fails at once when the container stopped or turned unhealthy.
+                wait_healthy(
+                    &compose.docker,
+                    &compose.project,
+                    std::slice::from_ref(svc),
+                    Duration::ZERO,
+                )
+                .or_else(|w| {
+                    if w.to_string().contains("not healthy after") {
+                        Ok(())
+                    } else {
+                        Err(w)
+                    }
+                })?;
+                if Instant::now() > deadline {
+                    return Err(e.context(format!(
+                        "database service {svc} not ready after {}s",
+                        ctx.database_timeout_secs
+                    )));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(format!("service {svc} accepts connections"))
+}
+
+fn hook(compose: &Compose, def: &AppDef, name: &str, argv: &[String]) -> anyhow::Result<()> {
+    tracing::info!("running hook {name}");
+    compose
+        .run(&def.hooks.service, argv)
+        .with_context(|| format!("running the {name} hook"))?;
+    Ok(())
+}
+
+fn dir_is_empty(dir: &Path) -> anyhow::Result<bool> {
+    Ok(std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .next()
+        .is_none())
+}
+
+/// The dump to restore: env.yml's `ecs.recover.dump_filename` (relative to the dump directory
+/// or absolute inside it), else the newest `*.pgdump*` there.
+fn find_dump(ctx: &Context, settings: &Settings) -> anyhow::Result<PathBuf> {
+    let dir = ctx.dump_dir();
+    if let Some(name) = &settings.dump_filename {
+        let p = dir.join(name);
+        if !p.is_file() {
+            bail!("ecs.recover.dump_filename: {} does not exist", p.display());
+        }
+        return Ok(p);
+    }
+    let mut dumps: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(".pgdump"))
+        })
+        .collect();
+    dumps.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    dumps
+        .pop()
+        .with_context(|| format!("no dump (*.pgdump, *.pgdump.gz) in {}", dir.display()))
+}
+
+/// Step `database`: the seed's decision.
+pub fn decide(ctx: &Context, compose: &Compose, def: &AppDef, settings: &Settings) -> anyhow::Result<String> {
+    let db = Db {
+        compose,
+        def,
+        name: settings.database.clone(),
+    };
+    let state = db.state()?;
+    if let DbState::Populated(n) = state {
+        return Ok(format!("database {} present ({n} tables), kept", db.name));
+    }
+    let vault = ctx.data_dir.join("ecs-storage-vault");
+    let how = if settings.recover_from_backup {
+        if !dir_is_empty(&vault)? {
+            bail!(
+                "refusing to restore the backup over {} which holds files; move them away first",
+                vault.display()
+            );
+        }
+        let dump = recover::restore_backup(ctx, settings)?;
+        db.restore_dump(&dump, &ctx.dump_dir())?;
+        Some(format!(
+            "restored from backup {}",
+            settings.backup_url.as_deref().unwrap_or("")
+        ))
+    } else if settings.recover_from_dump {
+        let dump = find_dump(ctx, settings)?;
+        db.restore_dump(&dump, &ctx.dump_dir())?;
+        Some(format!("restored from dump {}", dump.display()))
+    } else {
+        None
+    };
+    match how {
+        Some(how) => {
+            if let Some(pre) = &def.hooks.premigrate {
+                hook(compose, def, "premigrate", pre)?;
+            }
+            hook(compose, def, "migrate", &def.hooks.migrate)?;
+            Ok(format!("{how}, migrated"))
+        }
+        None => {
+            db.create()?;
+            hook(compose, def, "migrate", &def.hooks.migrate)?;
+            if let Some(b) = &def.hooks.bootstrap {
+                hook(compose, def, "bootstrap", b)?;
+            }
+            Ok(format!(
+                "database {} was {}, created new",
+                db.name,
+                if state == DbState::Missing {
+                    "missing"
+                } else {
+                    "empty"
+                }
+            ))
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The container runtime: the docker CLI for state and health, and the compose tool for the
+//! project (`docker compose` v2 when the plugin is there, else `docker-compose`, v1 or v2).
+//!
+//! Compose interpolates the template with the environment it is given, so the agent passes
+//! the flattened env.yml and its own paths (AGENT_*) as the compose process's environment;
+//! secrets never appear in argv or on disk outside /run/active-env.yml.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use host_util::CommandExt;
+use serde::Deserialize;
+
+use crate::tools::{DOCKER, DOCKER_COMPOSE};
+
+#[derive(Debug, Clone)]
+pub struct Docker {
+    pub host: String,
+}
+
+/// What `docker inspect` says about one container of the project.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    pub service: String,
+    pub running: bool,
+    pub exit_code: i64,
+    /// `starting`, `healthy` or `unhealthy`; None without a healthcheck.
+    pub health: Option<String>,
+    /// The last healthcheck output, for messages.
+    pub health_log: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspect {
+    name: String,
+    state: InspectState,
+    config: InspectConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectState {
+    running: bool,
+    exit_code: i64,
+    health: Option<InspectHealth>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectHealth {
+    status: String,
+    #[serde(default)]
+    log: Option<Vec<HealthLog>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthLog {
+    #[serde(default)]
+    output: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectConfig {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl Docker {
+    pub fn command(&self) -> anyhow::Result<Command> {
+        let mut c = DOCKER.command()?;
+        c.env("DOCKER_HOST", &self.host);
+        Ok(c)
+    }
+
+    /// Fails unless the engine answers.
+    pub fn ping(&self) -> anyhow::Result<()> {
+        self.command()?
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .run_checked()
+            .with_context(|| format!("reaching the docker engine at {}", self.host))?;
+        Ok(())
+    }
+
+    /// The containers of a compose project, running or not.
+    pub fn project_containers(&self, project: &str) -> anyhow::Result<Vec<Container>> {
+        let ids = self
+            .command()?
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=com.docker.compose.project={project}"))
+            .run_stdout()?;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = self.command()?.arg("inspect").args(&ids).run_stdout()?;
+        let parsed: Vec<Inspect> = serde_json::from_str(&json).context("parsing docker inspect output")?;
+        Ok(parsed
+            .into_iter()
+            .map(|i| {
+                let labels = i.config.labels.unwrap_or_default();
+                let health_log = i
+                    .state
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.log.as_ref())
+                    .and_then(|l| l.last())
+                    .map(|l| l.output.trim().to_string())
+                    .unwrap_or_default();
+                Container {
+                    name: i.name.trim_start_matches('/').to_string(),
+                    service: labels
+                        .get("com.docker.compose.service")
+                        .cloned()
+                        .unwrap_or_default(),
+                    running: i.state.running,
+                    exit_code: i.state.exit_code,
+                    health: i.state.health.map(|h| h.status),
+                    health_log,
+                }
+            })
+            .collect())
+    }
+}
+
+/// One compose project: its file, its name and the environment compose interpolates.
+#[derive(Debug, Clone)]
+pub struct Compose {
+    pub docker: Docker,
+    pub argv: Vec<String>,
+    pub project: String,
+    pub file: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+/// The compose command to use: the configured one, else `docker compose` if the plugin
+/// answers, else `docker-compose`.
+pub fn detect_compose(docker: &Docker, configured: Option<&[String]>) -> anyhow::Result<Vec<String>> {
+    if let Some(argv) = configured {
+        if argv.is_empty() {
+            bail!("compose-command: expected a program and its arguments, found an empty list");
+        }
+        return Ok(argv.to_vec());
+    }
+    if docker
+        .command()?
+        .args(["compose", "version"])
+        .run_checked()
+        .is_ok()
+    {
+        return Ok(vec![DOCKER.path()?.display().to_string(), "compose".into()]);
+    }
+    Ok(vec![DOCKER_COMPOSE.path()?.display().to_string()])
+}
+
+impl Compose {
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.argv[0]);
+        c.args(&self.argv[1..])
+            .arg("--ansi")
+            .arg("never")
+            .arg("-p")
+            .arg(&self.project)
+            .arg("-f")
+            .arg(&self.file)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .env("DOCKER_HOST", &self.docker.host)
+            .envs(&self.env);
+        if let Some(dir) = self.file.parent() {
+            c.current_dir(dir);
+        }
+        c
+    }
+
+    /// Creates and starts `services` (and what they depend on) in the background.
+    pub fn up(&self, services: &[String]) -> anyhow::Result<()> {
+        self.command()
+            .args(["up", "-d", "--no-color", "--remove-orphans"])
+            .args(services)
+            .run_checked()
+            .with_context(|| format!("starting {}", services.join(", ")))?;
+        Ok(())
+    }
+
+    /// Stops and removes the project's containers (volumes and data directories stay).
+    pub fn down(&self) -> anyhow::Result<()> {
+        self.command()
+            .args(["down", "--remove-orphans"])
+            .run_checked()
+            .context("stopping the project")?;
+        Ok(())
+    }
+
+    /// Runs a one-off command in a fresh container of `service`; returns stdout.
+    pub fn run(&self, service: &str, argv: &[String]) -> anyhow::Result<String> {
+        self.command()
+            .args(["run", "--rm", "-T", "--no-deps", service])
+            .args(argv)
+            .run_stdout()
+            .with_context(|| format!("running {} in service {service}", argv.join(" ")))
+    }
+
+    /// Runs a command in the running container of `service`; returns stdout.
+    pub fn exec(&self, service: &str, argv: &[&str]) -> anyhow::Result<String> {
+        Ok(self
+            .command()
+            .args(["exec", "-T", service])
+            .args(argv)
+            .run_stdout()?)
+    }
+}
+
+/// Waits until every container of `services` is running and, where it has a healthcheck,
+/// healthy. Fails at once when one exits or turns unhealthy, naming it.
+pub fn wait_healthy(
+    docker: &Docker,
+    project: &str,
+    services: &[String],
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let containers = docker.project_containers(project)?;
+        let mut waiting = Vec::new();
+        for svc in services {
+            let Some(c) = containers.iter().find(|c| &c.service == svc) else {
+                waiting.push(format!("{svc} (no container)"));
+                continue;
+            };
+            if !c.running {
+                bail!(
+                    "service {svc} stopped (container {}, exit code {})",
+                    c.name,
+                    c.exit_code
+                );
+            }
+            match c.health.as_deref() {
+                None | Some("healthy") => {}
+                Some("unhealthy") => bail!("service {svc} is unhealthy: {}", c.health_log),
+                Some(other) => waiting.push(format!("{svc} ({other})")),
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "services not healthy after {}s: {}",
+                timeout.as_secs(),
+                waiting.join(", ")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The compose project directory's file name.
+pub fn compose_file(dir: &Path) -> PathBuf {
+    dir.join("docker-compose.yml")
+}

@@ -1,0 +1,296 @@
+//! `ecs-agent start`: the boot sequence as ordered, logged steps. Each step is recorded in
+//! /run/ecs/status.json and announced on stdout (`ecs-agent: step <name> ok|failed: <reason>`,
+//! which the unit sends to the console); the frontend says what is going on meanwhile.
+//!
+//! A failed step stops the sequence: nothing after it runs and no data is touched. The agent
+//! then leaves the maintenance page up with the reason, reports to Sentry when a DSN is set,
+//! and exits 2 (bad config) or 1 (failed operation).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::appdef::{self, AppDef};
+use crate::context::Context;
+use crate::database;
+use crate::docker::{self, Compose, Docker};
+use crate::envfile::{LoadedEnv, Settings};
+use crate::frontend::{self, Mode};
+use crate::report;
+use crate::status::{State, Tracker};
+use crate::storage;
+use crate::tls;
+use crate::userdata::{self, ConfigError};
+
+pub const STEPS: &[&str] = &["env", "storage", "postgres", "database", "tls", "containers"];
+
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Running,
+    Standby,
+    /// Exit code 2: the configuration is missing or wrong.
+    BadConfig,
+    /// Exit code 1.
+    Failed,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Running | Outcome::Standby => 0,
+            Outcome::BadConfig => 2,
+            Outcome::Failed => 1,
+        }
+    }
+}
+
+struct Run<'a> {
+    ctx: &'a Context,
+    tracker: Tracker,
+    domain: String,
+    dsn: Option<String>,
+}
+
+impl Run<'_> {
+    fn page(&self, mode: &Mode) {
+        if let Err(e) = frontend::apply(self.ctx, &self.domain, mode) {
+            tracing::warn!("updating the maintenance page: {e:#}");
+        }
+    }
+
+    fn step<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> anyhow::Result<(T, String)>,
+    ) -> Result<T, Outcome> {
+        tracing::info!("step {name}: starting");
+        let _ = self.tracker.set(name, State::Running, "");
+        self.page(&Mode::Maintenance {
+            title: "Starting".into(),
+            detail: format!("The appliance is starting: step {name} is running."),
+        });
+        match f(self) {
+            Ok((value, message)) => {
+                println!("ecs-agent: step {name} ok: {message}");
+                tracing::info!("step {name}: ok: {message}");
+                let _ = self.tracker.set(name, State::Ok, &message);
+                Ok(value)
+            }
+            Err(e) => Err(self.fail(name, &e)),
+        }
+    }
+
+    fn fail(&mut self, name: &str, e: &anyhow::Error) -> Outcome {
+        let outcome = if e.chain().any(|c| c.is::<ConfigError>()) {
+            Outcome::BadConfig
+        } else {
+            Outcome::Failed
+        };
+        println!("ecs-agent: step {name} failed: {e:#}");
+        tracing::error!("step {name} failed: {e:#}");
+        let _ = self.tracker.set(name, State::Failed, &format!("{e:#}"));
+        let _ = self.tracker.set_phase("failed");
+        self.page(&Mode::Maintenance {
+            title: "Failed".into(),
+            detail: format!("The appliance failed to start: step {name} failed: {e}. The data is untouched; the operator has been notified."),
+        });
+        if let Some(dsn) = &self.dsn
+            && let Err(err) = report::send(
+                dsn,
+                &self.ctx.run_dir,
+                "fatal",
+                &format!("step {name} failed: {e:#}"),
+                &[("step", name), ("domain", &self.domain)],
+            )
+        {
+            tracing::warn!("reporting to sentry: {err:#}");
+        }
+        outcome
+    }
+}
+
+/// The environment compose interpolates the template with: env.yml flattened plus the agent's paths.
+pub fn compose_env(ctx: &Context, env: &LoadedEnv) -> BTreeMap<String, String> {
+    let mut vars = env.vars.clone();
+    vars.insert("AGENT_DATA_DIR".into(), ctx.data_dir.display().to_string());
+    vars.insert(
+        "AGENT_VOLATILE_DIR".into(),
+        ctx.volatile_dir.display().to_string(),
+    );
+    vars.insert("AGENT_DUMP_DIR".into(), ctx.dump_dir().display().to_string());
+    vars.insert("AGENT_UPSTREAM_PORT".into(), ctx.upstream_port.to_string());
+    vars.insert("APPLIANCE_DATABASE".into(), env.settings.database.clone());
+    vars
+}
+
+/// Writes the compose project and parses its appliance definition.
+pub fn project(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<(Compose, AppDef)> {
+    let (name, text) = match &ctx.compose_template {
+        Some(p) => (
+            p.clone(),
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => ("(built-in template)".into(), appdef::DEFAULT_TEMPLATE.to_string()),
+    };
+    let def = appdef::parse(&name, &text).map_err(|e| ConfigError(format!("{e:#}")))?;
+    let dir = ctx.compose_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = docker::compose_file(&dir);
+    host_util::write_atomic(&file, text.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", file.display()))?;
+    let docker = Docker {
+        host: ctx.docker_host.clone(),
+    };
+    docker.ping()?;
+    let argv = docker::detect_compose(&docker, ctx.compose_command.as_deref())?;
+    Ok((
+        Compose {
+            docker,
+            argv,
+            project: ctx.project.clone(),
+            file,
+            env: compose_env(ctx, env),
+        },
+        def,
+    ))
+}
+
+fn containers(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<String> {
+    let timeout = Duration::from_secs(ctx.health_timeout_secs);
+    if !def.support.is_empty() {
+        compose.up(&def.support)?;
+        docker::wait_healthy(&compose.docker, &compose.project, &def.support, timeout)?;
+    }
+    compose.up(&def.app)?;
+    docker::wait_healthy(&compose.docker, &compose.project, &def.app, timeout)?;
+    Ok(format!(
+        "{} healthy",
+        def.support
+            .iter()
+            .chain(&def.app)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+pub fn start(ctx: &Context) -> anyhow::Result<Outcome> {
+    let tracker = Tracker::new(&ctx.status_file(), STEPS)?;
+    let mut run = Run {
+        ctx,
+        tracker,
+        domain: "ECS appliance".into(),
+        dsn: None,
+    };
+    match start_steps(&mut run) {
+        Ok(o) | Err(o) => Ok(o),
+    }
+}
+
+fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
+    let ctx = run.ctx;
+    let found = run.step("env", |_| {
+        let found = userdata::run(ctx)?;
+        let msg = format!("from {}", found.source);
+        Ok((found, msg))
+    })?;
+    for w in &found.env.warnings {
+        tracing::warn!("{w}");
+    }
+    let settings: Settings = found.env.settings.clone();
+    run.domain = settings.domain.clone();
+    run.dsn = settings.sentry_dsn.clone();
+    println!("ecs-agent: started");
+    if settings.standby {
+        let _ = run.tracker.set_phase("standby");
+        run.page(&Mode::Maintenance {
+            title: "Standby".into(),
+            detail: "The appliance is in standby (appliance.standby in env.yml).".into(),
+        });
+        println!("ecs-agent: standby");
+        return Ok(Outcome::Standby);
+    }
+    run.step("storage", |_| Ok(((), storage::run(ctx, true)?)))?;
+    let (compose, def) = run.step("postgres", |_| {
+        let (compose, def) = project(ctx, &found.env)?;
+        let msg = database::start(ctx, &compose, &def)?;
+        Ok(((compose, def), msg))
+    })?;
+    run.step("database", |_| {
+        Ok(((), database::decide(ctx, &compose, &def, &settings)?))
+    })?;
+    run.step("tls", |_| Ok(((), tls::run(ctx, &settings)?)))?;
+    let domain = run.domain.clone();
+    run.step("containers", |_| {
+        let msg = containers(ctx, &compose, &def)?;
+        frontend::apply(ctx, &domain, &Mode::Service).context("switching the frontend to the app")?;
+        Ok(((), msg))
+    })?;
+    let _ = run.tracker.set_phase("running");
+    println!("ecs-agent: running");
+    Ok(Outcome::Running)
+}
+
+/// `ecs-agent renew-tls`: the TLS step alone, then the frontend reloaded in its current mode.
+pub fn renew_tls(ctx: &Context) -> anyhow::Result<String> {
+    let env = crate::envfile::load(&ctx.active_env).map_err(|e| ConfigError(e.to_string()))?;
+    let msg = tls::run(ctx, &env.settings)?;
+    let status = crate::status::read(&ctx.status_file()).ok();
+    let mode = match status.as_ref().map(|s| s.phase.as_str()) {
+        Some("running") => Mode::Service,
+        _ => Mode::Maintenance {
+            title: "Not running".into(),
+            detail: status
+                .and_then(|s| s.steps.into_iter().find(|s| s.state == State::Failed))
+                .map(|s| format!("step {} failed", s.name))
+                .unwrap_or_else(|| "The appliance is not running.".into()),
+        },
+    };
+    frontend::apply(ctx, &env.settings.domain, &mode)?;
+    Ok(msg)
+}
+
+/// `ecs-agent report-failure` (the unit's OnFailure): records that the agent itself died.
+pub fn report_failure(ctx: &Context, unit: &str) -> anyhow::Result<()> {
+    let path = ctx.status_file();
+    let mut tracker = match crate::status::read(&path) {
+        Ok(status) => Tracker {
+            path: path.clone(),
+            status,
+        },
+        Err(_) => Tracker::new(&path, STEPS)?,
+    };
+    let env = crate::envfile::load(&ctx.active_env).ok();
+    let domain = env
+        .as_ref()
+        .map(|e| e.settings.domain.clone())
+        .unwrap_or_else(|| "ECS appliance".into());
+    let message =
+        format!("{unit} stopped before finishing (timeout, crash or kill); see journalctl -u {unit}");
+    if tracker.status.phase != "failed" {
+        let running = tracker
+            .status
+            .steps
+            .iter()
+            .find(|s| s.state == State::Running)
+            .map(|s| s.name.clone());
+        if let Some(name) = running {
+            tracker.set(&name, State::Failed, &message)?;
+        }
+        tracker.set_phase("failed")?;
+    }
+    frontend::apply(
+        ctx,
+        &domain,
+        &Mode::Maintenance {
+            title: "Failed".into(),
+            detail: message.clone(),
+        },
+    )?;
+    if let Some(dsn) = env.and_then(|e| e.settings.sentry_dsn) {
+        report::send(&dsn, &ctx.run_dir, "fatal", &message, &[("unit", unit)])?;
+    }
+    Ok(())
+}

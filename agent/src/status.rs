@@ -1,0 +1,159 @@
+//! The run's state file (/run/ecs/status.json): every step with its state, message and times.
+//!
+//! Written atomically after every change, so `ecs-agent status`, the benchmark and an operator
+//! always read a whole file. It holds reasons, never secrets.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Running,
+    Ok,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepStatus {
+    pub name: String,
+    pub state: State,
+    #[serde(default)]
+    pub message: String,
+    /// Seconds since the epoch.
+    pub started: Option<f64>,
+    pub finished: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// `starting`, `running` (all steps ok) or `failed`.
+    pub phase: String,
+    pub started: f64,
+    pub steps: Vec<StepStatus>,
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The status of one run, mirrored to its file on every change.
+pub struct Tracker {
+    pub(crate) path: PathBuf,
+    pub status: Status,
+}
+
+impl Tracker {
+    pub fn new(path: &Path, steps: &[&str]) -> anyhow::Result<Tracker> {
+        let t = Tracker {
+            path: path.to_path_buf(),
+            status: Status {
+                phase: "starting".into(),
+                started: now(),
+                steps: steps
+                    .iter()
+                    .map(|s| StepStatus {
+                        name: s.to_string(),
+                        state: State::Pending,
+                        message: String::new(),
+                        started: None,
+                        finished: None,
+                    })
+                    .collect(),
+            },
+        };
+        t.save()?;
+        Ok(t)
+    }
+
+    fn step(&mut self, name: &str) -> &mut StepStatus {
+        if let Some(i) = self.status.steps.iter().position(|s| s.name == name) {
+            return &mut self.status.steps[i];
+        }
+        self.status.steps.push(StepStatus {
+            name: name.into(),
+            state: State::Pending,
+            message: String::new(),
+            started: None,
+            finished: None,
+        });
+        self.status.steps.last_mut().expect("just pushed")
+    }
+
+    pub fn set(&mut self, name: &str, state: State, message: &str) -> anyhow::Result<()> {
+        let step = self.step(name);
+        match state {
+            State::Running => step.started = Some(now()),
+            State::Ok | State::Failed => step.finished = Some(now()),
+            State::Pending => {}
+        }
+        step.state = state;
+        step.message = message.to_string();
+        self.save()
+    }
+
+    pub fn set_phase(&mut self, phase: &str) -> anyhow::Result<()> {
+        self.status.phase = phase.into();
+        self.save()
+    }
+
+    pub fn save(&self) -> anyhow::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let json = serde_json::to_vec_pretty(&self.status)?;
+        host_util::write_atomic(&self.path, &json, 0o644)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+pub fn read(path: &Path) -> anyhow::Result<Status> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// One line per step, as `ecs-agent status` prints it.
+pub fn render(status: &Status) -> String {
+    let mut out = format!("phase: {}\n", status.phase);
+    for s in &status.steps {
+        let took = match (s.started, s.finished) {
+            (Some(a), Some(b)) => format!(" ({:.1}s)", b - a),
+            _ => String::new(),
+        };
+        let state = format!("{:?}", s.state).to_lowercase();
+        out.push_str(&format!("{:<10} {:<8}{took} {}\n", s.name, state, s.message));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_writes_every_change_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/status.json");
+        let mut t = Tracker::new(&path, &["env", "storage"]).unwrap();
+        t.set("env", State::Running, "").unwrap();
+        t.set("env", State::Ok, "from seed /dev/sr0").unwrap();
+        t.set("storage", State::Failed, "disk /dev/vdb carries xfs")
+            .unwrap();
+        let s = read(&path).unwrap();
+        assert_eq!(s.steps[0].state, State::Ok);
+        assert!(s.steps[0].started.unwrap() <= s.steps[0].finished.unwrap());
+        assert_eq!(s.steps[1].state, State::Failed);
+        let text = render(&s);
+        assert!(
+            text.contains("storage    failed") && text.contains("carries xfs"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,436 @@
+//! Test harness: a private dockerd from Debian's docker.io, the fixture images built locally
+//! (mmdebstrap tarball → `docker import` → `docker build`), and `Appliance`, one temp tree
+//! standing in for an appliance's /data, /volatile, /run and /app, driven through the real
+//! `ecs-agent` binary. Shared by the test binaries; everything is built once per run.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use host_util::{CommandExt, Tool};
+use sha2::{Digest, Sha256};
+
+pub const DOCKERD: Tool = Tool::new("dockerd", "docker.io");
+pub const DOCKER: Tool = Tool::new("docker", "docker.io");
+pub const MMDEBSTRAP: Tool = Tool::new("mmdebstrap", "mmdebstrap");
+pub const COMPOSE: Tool = Tool::new("docker-compose", "docker-compose");
+pub const CURL: Tool = Tool::new("curl", "curl");
+pub const GPG: Tool = Tool::new("gpg", "gnupg");
+pub const DUPLICITY: Tool = Tool::new("duplicity", "duplicity");
+pub const NGINX: Tool = Tool::new("nginx", "nginx-light");
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn need(tool: Tool) -> PathBuf {
+    tool.path().unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn require_root() {
+    // SAFETY-free check: /proc/self/status Uid line.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        uid, "0",
+        "these tests start dockerd, nginx and loop devices: run them as root (CI does)"
+    );
+}
+
+pub struct Harness {
+    pub docker_host: String,
+}
+
+fn harness_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ecs-agent-harness")
+}
+
+fn docker(host: &str) -> Command {
+    let mut c = Command::new(need(DOCKER));
+    c.env("DOCKER_HOST", host);
+    c
+}
+
+fn ping(host: &str) -> bool {
+    docker(host)
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .run_checked()
+        .is_ok()
+}
+
+fn start_dockerd(dir: &Path, host: &str) {
+    let hash = hex::encode(&Sha256::digest(dir.display().to_string().as_bytes())[..4]);
+    let exec_root = format!("/run/ecs-agent-test-{hash}");
+    let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+    Command::new(need(DOCKERD))
+        .arg("--host")
+        .arg(host)
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(&exec_root)
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .args([
+            "--bridge",
+            "none",
+            "--default-address-pool",
+            "base=10.213.0.0/16,size=24",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("spawning dockerd");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ping(host) {
+        assert!(
+            Instant::now() < deadline,
+            "dockerd did not answer within 60s; see {}/dockerd.log",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn image_exists(host: &str, tag: &str) -> bool {
+    docker(host).args(["image", "inspect", tag]).run_checked().is_ok()
+}
+
+fn build_images(dir: &Path, host: &str) {
+    let images = fixtures().join("images");
+    let recipe = std::fs::read(images.join("mkbase.sh")).unwrap();
+    let key = hex::encode(&Sha256::digest(&recipe)[..8]);
+    let base_tag = format!("ecs-fixture-base:{key}");
+    if !image_exists(host, &base_tag) {
+        let tar = dir.join(format!("base-{key}.tar"));
+        if !tar.exists() {
+            need(MMDEBSTRAP);
+            Command::new("sh")
+                .arg(images.join("mkbase.sh"))
+                .arg(&tar)
+                .run_checked()
+                .expect("building the base tarball");
+        }
+        docker(host)
+            .arg("import")
+            .arg(&tar)
+            .arg(&base_tag)
+            .run_checked()
+            .expect("importing the base image");
+    }
+    let ctx = dir.join("build-context");
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(&ctx).unwrap();
+    for f in ["postgres.Dockerfile", "postgres-entrypoint.sh", "app.Dockerfile"] {
+        std::fs::copy(images.join(f), ctx.join(f)).unwrap();
+    }
+    std::fs::copy(fixtures().join("app/fixture_app.py"), ctx.join("fixture_app.py")).unwrap();
+    for (file, tag) in [
+        ("postgres.Dockerfile", "ecs-fixture-postgres:test"),
+        ("app.Dockerfile", "ecs-fixture-app:test"),
+    ] {
+        docker(host)
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "-f", file, "--build-arg"])
+            .arg(format!("BASE={base_tag}"))
+            .args(["-t", tag, "."])
+            .current_dir(&ctx)
+            .run_checked()
+            .unwrap_or_else(|e| panic!("building {tag}: {e}"));
+    }
+}
+
+/// The shared dockerd with the fixture images, started (or reused) once per test process.
+pub fn harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        require_root();
+        need(COMPOSE);
+        need(NGINX);
+        let dir = harness_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = format!("unix://{}", dir.join("docker.sock").display());
+        if !ping(&host) {
+            start_dockerd(&dir, &host);
+        }
+        build_images(&dir, &host);
+        Harness { docker_host: host }
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temp tree standing in for one appliance, with its own ports and compose project.
+pub struct Appliance {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+    pub http: u16,
+    pub https: u16,
+    pub upstream: u16,
+    pub docker_host: String,
+    /// Extra context keys (YAML lines).
+    pub extra_context: Vec<String>,
+}
+
+pub const DOMAIN: &str = "appliance.example.org";
+
+/// Syntactically valid stand-ins for key material the start sequence does not use.
+const DUMMY_PEM: &str = "-----BEGIN PRIVATE KEY-----\n      Zml4dHVyZQ==\n      -----END PRIVATE KEY-----";
+const DUMMY_PGP: &str =
+    "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n      Zml4dHVyZQ==\n      -----END PGP PRIVATE KEY BLOCK-----";
+
+/// An env.yml for the test domain: `extra_appliance` and `extra_ecs` are lines indented by two
+/// spaces; a `  backup:` section in `extra_appliance` replaces the dummy one.
+pub fn env_text(extra_appliance: &str, extra_ecs: &str) -> String {
+    let backup = if extra_appliance.contains("\n  backup:") || extra_appliance.starts_with("  backup:") {
+        String::new()
+    } else {
+        format!("  backup:\n    url: file:///nonexistent\n    encrypt: |\n      {DUMMY_PGP}\n")
+    };
+    format!(
+        "#cloud-config\nappliance:\n  domain: {DOMAIN}\n  dkim:\n    key: |\n      {DUMMY_PEM}\n{backup}{extra_appliance}\
+         ecs:\n  settings: \"# fixture\"\n  vault_encrypt: |\n    {v}\n  vault_sign: |\n    {v}\n{extra_ecs}",
+        v = DUMMY_PGP.replace("\n      ", "\n    "),
+    )
+}
+
+impl Appliance {
+    pub fn new(name: &str) -> Appliance {
+        let h = harness();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ecs-agent-{name}-"))
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in ["data", "volatile", "run", "app"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::copy(fixtures().join("app/compose.yml"), dir.path().join("compose.yml")).unwrap();
+        Appliance {
+            name: format!("t{}{}", name.replace(['-', '_'], ""), std::process::id()),
+            dir,
+            http: free_port(),
+            https: free_port(),
+            upstream: free_port(),
+            docker_host: h.docker_host.clone(),
+            extra_context: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn context_file(&self) -> PathBuf {
+        let p = self.path("context.yml");
+        let text = format!(
+            "run-dir: {r}/run/ecs\nactive-env: {r}/run/active-env.yml\napp-env: {r}/app/env.yml\nseed-devices: []\n\
+             data-dir: {r}/data\nvolatile-dir: {r}/volatile\nstorage: directories\ndocker-host: {dh}\n\
+             project: {p}\ncompose-template: {r}/compose.yml\nlisten-address: 127.0.0.1\nhttp-port: {h}\n\
+             https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n",
+            r = self.dir.path().display(),
+            dh = self.docker_host,
+            p = self.name,
+            h = self.http,
+            s = self.https,
+            u = self.upstream,
+        );
+        // Extra lines replace the defaults with the same key.
+        let key = |l: &str| l.split(':').next().unwrap_or_default().to_string();
+        let mut text: String = text
+            .lines()
+            .filter(|l| !self.extra_context.iter().any(|x| key(x) == key(l)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for l in &self.extra_context {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Writes /app/env.yml (see `env_text`).
+    pub fn write_env(&self, extra_appliance: &str, extra_ecs: &str) {
+        std::fs::write(self.path("app/env.yml"), env_text(extra_appliance, extra_ecs)).unwrap();
+    }
+
+    pub fn agent(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
+            .arg("--context")
+            .arg(self.context_file())
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- ecs-agent {args:?} exit {:?}\n{}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn start(&self) -> Output {
+        self.agent(&["start"])
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("run/ecs/status.json")).unwrap()).unwrap()
+    }
+
+    pub fn step_state(&self, name: &str) -> (String, String) {
+        let s = self.status();
+        let step = s["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()
+            .clone();
+        (
+            step["state"].as_str().unwrap().to_string(),
+            step["message"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub fn compose(&self) -> Command {
+        let mut c = Command::new(need(COMPOSE));
+        c.env("DOCKER_HOST", &self.docker_host)
+            .env("AGENT_DATA_DIR", self.path("data"))
+            .env("AGENT_DUMP_DIR", self.path("data/dump/ecs-postgres"))
+            .env("AGENT_UPSTREAM_PORT", self.upstream.to_string())
+            .env("APPLIANCE_DATABASE", "ecs")
+            .args(["--ansi", "never", "-p", &self.name, "-f"])
+            .arg(self.path("compose.yml"));
+        c
+    }
+
+    /// SQL as the superuser in the running database service.
+    pub fn psql(&self, sql: &str) -> String {
+        self.compose()
+            .args([
+                "exec", "-T", "db", "psql", "-X", "-U", "postgres", "-d", "ecs", "-tAc", sql,
+            ])
+            .run_stdout()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .trim()
+            .to_string()
+    }
+
+    pub fn app(&self, args: &[&str]) {
+        self.compose()
+            .args([
+                "run",
+                "--rm",
+                "-T",
+                "--no-deps",
+                "web",
+                "python3",
+                "/app/fixture_app.py",
+            ])
+            .args(args)
+            .run_checked()
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// (status code, body) of a GET through the frontend; `https` selects the port.
+    pub fn get(&self, https: bool, path: &str) -> (u16, String) {
+        let url = if https {
+            format!("https://{DOMAIN}:{}{path}", self.https)
+        } else {
+            format!("http://{DOMAIN}:{}{path}", self.http)
+        };
+        let port = if https { self.https } else { self.http };
+        let out = Command::new(need(CURL))
+            .args([
+                "-sS",
+                "-k",
+                "--max-time",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "--resolve",
+            ])
+            .arg(format!("{DOMAIN}:{port}:127.0.0.1"))
+            .arg(&url)
+            .run_stdout()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        (code.trim().parse().unwrap(), body.to_string())
+    }
+
+    /// The certificate the frontend serves (PEM text of `openssl s_client`'s peer).
+    pub fn served_issuer(&self) -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | openssl s_client -connect 127.0.0.1:{} -servername {DOMAIN} 2>/dev/null | openssl x509 -noout -issuer",
+                self.https
+            ))
+            .run_stdout()
+            .unwrap();
+        out.trim().to_string()
+    }
+
+    pub fn stop(&self) {
+        let _ = self.compose().args(["down", "--remove-orphans"]).run_checked();
+        let conf = self.path("run/ecs/frontend/nginx.conf");
+        if self.path("run/ecs/frontend/nginx.pid").exists() {
+            let _ = Command::new(need(NGINX))
+                .arg("-c")
+                .arg(&conf)
+                .args(["-s", "stop"])
+                .run_checked();
+        }
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// sha256 of every file under `dir`, by relative path.
+pub fn checksums(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p.strip_prefix(base).unwrap().display().to_string();
+                out.insert(rel, hex::encode(Sha256::digest(std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

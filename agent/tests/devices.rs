@@ -1,0 +1,194 @@
+//! Block devices on the build host (loop devices, as root): the seed read straight off an
+//! iso9660 or vfat device, and the storage step's refusal to format a disk that carries
+//! something it did not expect. LVM and md creation need device-mapper and md, which the host
+//! kernel lacks: the qemu end-to-end test covers them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Appliance, checksums, require_root, stdout};
+use ecs_agent::storage::{self, Signature};
+use host_util::{CommandExt, Tool};
+
+const LOSETUP: Tool = Tool::new("losetup", "mount");
+const XORRISO: Tool = Tool::new("xorriso", "xorriso");
+const MKFS_VFAT: Tool = Tool::new("mkfs.vfat", "dosfstools");
+const MCOPY: Tool = Tool::new("mcopy", "mtools");
+const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
+
+fn tool(t: Tool) -> Command {
+    t.command().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A loop device over an image file, detached on drop.
+struct Loop(PathBuf);
+
+impl Loop {
+    fn attach(image: &Path) -> Loop {
+        require_root();
+        let dev = tool(LOSETUP)
+            .args(["-f", "--show"])
+            .arg(image)
+            .run_stdout()
+            .unwrap();
+        Loop(PathBuf::from(dev.trim()))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = tool(LOSETUP).arg("-d").arg(&self.0).run_checked();
+    }
+}
+
+fn sparse(path: &Path, mib: u64) {
+    std::fs::File::create(path).unwrap().set_len(mib << 20).unwrap();
+}
+
+fn standby_env() -> String {
+    common::env_text("  standby: true\n", "")
+}
+
+fn assert_reads_seed(a: &Appliance, dev: &Path) {
+    let out = a.start();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("ecs-agent: step env ok: from seed {}", dev.display())),
+        "{text}"
+    );
+    assert!(text.contains("ecs-agent: started\n"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(a.path("run/active-env.yml")).unwrap(),
+        standby_env()
+    );
+    let (code, body) = a.get(false, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("standby"), "{body}");
+}
+
+#[test]
+fn seed_is_read_from_an_iso9660_device() {
+    let a = Appliance::new("seediso");
+    std::fs::write(a.path("user-data"), standby_env()).unwrap();
+    std::fs::write(a.path("meta-data"), "instance-id: iid-test\n").unwrap();
+    tool(XORRISO)
+        .args(["-as", "mkisofs", "-V", "cidata", "-J", "-R", "-o"])
+        .arg(a.path("seed.iso"))
+        .arg(a.path("user-data"))
+        .arg(a.path("meta-data"))
+        .run_checked()
+        .unwrap();
+    let dev = Loop::attach(&a.path("seed.iso"));
+    let mut a = a;
+    a.extra_context
+        .push(format!("seed-devices: [{}]", dev.0.display()));
+    assert_reads_seed(&a, &dev.0);
+}
+
+#[test]
+fn seed_is_read_from_a_vfat_device() {
+    let a = Appliance::new("seedvfat");
+    let img = a.path("seed.img");
+    sparse(&img, 4);
+    tool(MKFS_VFAT)
+        .args(["-n", "CIDATA"])
+        .arg(&img)
+        .run_checked()
+        .unwrap();
+    std::fs::write(a.path("user-data"), standby_env()).unwrap();
+    tool(MCOPY)
+        .arg("-i")
+        .arg(&img)
+        .arg(a.path("user-data"))
+        .arg("::user-data")
+        .run_checked()
+        .unwrap();
+    let dev = Loop::attach(&img);
+    let mut a = a;
+    a.extra_context
+        .push(format!("seed-devices: [{}]", dev.0.display()));
+    assert_reads_seed(&a, &dev.0);
+}
+
+#[test]
+fn blank_disk_is_formatted_and_anything_else_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank_img = dir.path().join("blank.img");
+    sparse(&blank_img, 64);
+    let blank = Loop::attach(&blank_img);
+    assert_eq!(storage::probe(&blank.0).unwrap(), Signature::Blank);
+    assert_eq!(
+        storage::check_disks(std::slice::from_ref(&blank.0)).unwrap(),
+        vec![blank.0.clone()]
+    );
+    storage::format_blank(&blank.0, storage::VOLATILE_LABEL).unwrap();
+    assert_eq!(
+        storage::probe(&blank.0).unwrap(),
+        Signature::Found {
+            kind: "ext4".into(),
+            label: "ecs-volatile".into()
+        }
+    );
+    // Formatting it again is refused: it now carries a filesystem.
+    let e = storage::format_blank(&blank.0, storage::VOLATILE_LABEL)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("carries ext4 (LABEL=ecs-volatile), which the agent did not expect"),
+        "{e}"
+    );
+
+    let other_img = dir.path().join("other.img");
+    sparse(&other_img, 64);
+    tool(MKFS_EXT4)
+        .args(["-q", "-L", "photos"])
+        .arg(&other_img)
+        .run_checked()
+        .unwrap();
+    let other = Loop::attach(&other_img);
+    let e = storage::check_disks(&[blank.0.clone(), other.0.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("{} carries ext4 (LABEL=photos)", other.0.display())),
+        "{e}"
+    );
+}
+
+#[test]
+fn start_refuses_a_data_disk_with_a_foreign_filesystem_and_leaves_it_alone() {
+    let a = Appliance::new("foreign");
+    let img = a.path("disk.img");
+    sparse(&img, 32);
+    tool(MKFS_VFAT)
+        .args(["-n", "HOLIDAY"])
+        .arg(&img)
+        .run_checked()
+        .unwrap();
+    let before = checksums(&a.path("."));
+    let disk = Loop::attach(&img);
+    let mut a = a;
+    a.extra_context.push("storage: devices".into());
+    a.extra_context
+        .push(format!("data-disks: [{}]", disk.0.display()));
+    a.write_env("", "");
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (state, msg) = a.step_state("storage");
+    assert_eq!(state, "failed");
+    assert!(
+        msg.contains(&format!("{} carries vfat (LABEL=HOLIDAY)", disk.0.display())),
+        "{msg}"
+    );
+    assert_eq!(
+        storage::probe(&disk.0).unwrap(),
+        Signature::Found {
+            kind: "vfat".into(),
+            label: "HOLIDAY".into()
+        }
+    );
+    assert_eq!(checksums(&a.path("."))["disk.img"], before["disk.img"]);
+}

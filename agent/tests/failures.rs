@@ -1,0 +1,160 @@
+//! Failure injection: each failure leaves the maintenance page with the reason, a non-zero
+//! exit, status.json saying which step failed, and the data as it was.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use common::{Appliance, checksums, stdout};
+
+fn seeded_vault(a: &Appliance) -> std::collections::BTreeMap<String, String> {
+    std::fs::create_dir_all(a.path("data/ecs-storage-vault")).unwrap();
+    std::fs::write(a.path("data/ecs-storage-vault/keep.pdf"), b"precious").unwrap();
+    checksums(&a.path("data"))
+}
+
+#[test]
+fn missing_seed_is_bad_config_and_shows_the_page() {
+    let a = Appliance::new("noseed");
+    let before = seeded_vault(&a);
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("ecs-agent: step env failed: no user-data: no device labelled cidata/CIDATA"),
+        "{text}"
+    );
+    assert!(!text.contains("ecs-agent: started"), "{text}");
+    assert_eq!(a.step_state("env").0, "failed");
+    assert_eq!(a.step_state("storage").0, "pending");
+    let (code, body) = a.get(false, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("step env failed: no user-data"), "{body}");
+    assert_eq!(checksums(&a.path("data")), before);
+}
+
+#[test]
+fn invalid_env_names_the_key() {
+    let a = Appliance::new("badenv");
+    let before = seeded_vault(&a);
+    a.write_env("  standby: maybe\n", "");
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let (state, msg) = a.step_state("env");
+    assert_eq!(state, "failed");
+    assert!(
+        msg.contains("app/env.yml:") && msg.contains("appliance.standby"),
+        "{msg}"
+    );
+    let (code, body) = a.get(false, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("appliance.standby"), "{body}");
+    assert!(
+        !a.path("run/active-env.yml").exists(),
+        "an invalid env.yml is not activated"
+    );
+    assert_eq!(checksums(&a.path("data")), before);
+}
+
+/// A one-shot HTTP server standing in for Sentry: returns the request it got.
+fn sentry_listener() -> (u16, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            .unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    (port, h)
+}
+
+#[test]
+fn postgres_that_does_not_come_up_stops_before_the_database_and_reports() {
+    let a = Appliance::new("nopg");
+    let before = seeded_vault(&a);
+    let compose = std::fs::read_to_string(a.path("compose.yml")).unwrap();
+    let broken = compose.replace(
+        "    image: ecs-fixture-postgres:test\n",
+        "    image: ecs-fixture-postgres:test\n    entrypoint: [sh, -c, \"echo injected failure; exit 3\"]\n",
+    );
+    assert_ne!(broken, compose);
+    std::fs::write(a.path("compose.yml"), broken).unwrap();
+    let (port, sentry) = sentry_listener();
+    a.write_env(
+        &format!("  sentry:\n    dsn: http://publickey@127.0.0.1:{port}/7\n"),
+        "",
+    );
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (state, msg) = a.step_state("postgres");
+    assert_eq!(state, "failed");
+    assert!(msg.contains("service db stopped"), "{msg}");
+    assert_eq!(a.step_state("database").0, "pending");
+    let (code, body) = a.get(false, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("step postgres failed"), "{body}");
+    let request = sentry.join().unwrap();
+    assert!(request.starts_with("POST /api/7/store/ "), "{request}");
+    assert!(request.contains("sentry_key=publickey"), "{request}");
+    assert!(request.contains("step postgres failed"), "{request}");
+    assert!(
+        !request.contains("fixture"),
+        "no env.yml values in the event: {request}"
+    );
+    assert_eq!(checksums(&a.path("data")), before);
+}
+
+#[test]
+fn app_failing_its_health_check_leaves_the_page_and_the_data() {
+    let a = Appliance::new("unhealthy");
+    a.write_env("  ssl:\n    letsencrypt:\n      enabled: false\n", "");
+    assert_eq!(a.start().status.code(), Some(0));
+    a.app(&["create-user", "keep@example.org"]);
+    std::fs::write(a.path("data/ecs-storage-vault/keep.pdf"), b"precious").unwrap();
+    let vault = checksums(&a.path("data/ecs-storage-vault"));
+    a.stop();
+    let compose = std::fs::read_to_string(a.path("compose.yml")).unwrap();
+    std::fs::write(
+        a.path("compose.yml"),
+        compose.replace("    FIXTURE_FAIL_HEALTH:\n", "    FIXTURE_FAIL_HEALTH: \"1\"\n"),
+    )
+    .unwrap();
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (state, msg) = a.step_state("containers");
+    assert_eq!(state, "failed");
+    assert!(msg.contains("service web is unhealthy"), "{msg}");
+    let (code, body) = a.get(true, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("step containers failed"), "{body}");
+    assert_eq!(a.psql("SELECT count(*) FROM users"), "1");
+    assert_eq!(checksums(&a.path("data/ecs-storage-vault")), vault);
+}

@@ -1,0 +1,161 @@
+//! Restore decisions on empty storage: ECS_RECOVER_FROM_BACKUP (duplicity, file:// target,
+//! a real GnuPG key) and ECS_RECOVER_FROM_DUMP give the populated appliance's data back.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Appliance, DUPLICITY, GPG, checksums, stdout};
+use host_util::CommandExt;
+
+/// An ecs_backup key (RSA, no passphrase, as env.yml carries it): (fingerprint, armored secret key).
+fn backup_key(home: &Path) -> (String, String) {
+    let gpg = || {
+        let mut c = Command::new(GPG.path().unwrap_or_else(|e| panic!("{e}")));
+        c.arg("--batch").arg("--homedir").arg(home);
+        c
+    };
+    gpg()
+        .args([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "ecs_backup",
+            "rsa2048",
+            "encrypt,sign",
+            "never",
+        ])
+        .run_checked()
+        .unwrap();
+    let colons = gpg()
+        .args(["--with-colons", "--list-secret-keys", "ecs_backup"])
+        .run_stdout()
+        .unwrap();
+    let fpr = colons
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_string();
+    let key = gpg()
+        .args(["--armor", "--export-secret-keys", &fpr])
+        .run_stdout()
+        .unwrap();
+    (fpr, key)
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
+}
+
+#[test]
+fn recover_from_backup_and_from_dump_give_identical_data() {
+    // A populated appliance.
+    let a = Appliance::new("source");
+    a.write_env("  ssl:\n    letsencrypt:\n      enabled: false\n", "");
+    assert_eq!(a.start().status.code(), Some(0));
+    for u in ["a@example.org", "b@example.org", "c@example.org"] {
+        a.app(&["create-user", u]);
+    }
+    std::fs::create_dir_all(a.path("data/ecs-storage-vault/2026/11")).unwrap();
+    std::fs::write(
+        a.path("data/ecs-storage-vault/2026/11/vote.pdf"),
+        vec![7u8; 100_000],
+    )
+    .unwrap();
+    std::fs::write(a.path("data/ecs-storage-vault/index"), b"vault index").unwrap();
+    let counts = |x: &Appliance| {
+        ["items", "users", "migrations"].map(|t| x.psql(&format!("SELECT count(*) FROM {t}")))
+    };
+    let want_counts = counts(&a);
+    let want_files = checksums(&a.path("data/ecs-storage-vault"));
+
+    // What the backup command does: a custom-format dump, then duplicity of vault and dump.
+    a.compose()
+        .args([
+            "exec",
+            "-T",
+            "db",
+            "pg_dump",
+            "-U",
+            "postgres",
+            "-Fc",
+            "-f",
+            "/dump/ecs.pgdump",
+            "ecs",
+        ])
+        .run_checked()
+        .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (fpr, key) = backup_key(keys.path());
+    let target = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", target.path().display());
+    let data = a.path("data");
+    Command::new(DUPLICITY.path().unwrap_or_else(|e| panic!("{e}")))
+        .args(["full", "--encrypt-key", &fpr, "--archive-dir"])
+        .arg(keys.path().join("archive"))
+        .arg("--include")
+        .arg(data.join("ecs-storage-vault"))
+        .arg("--include")
+        .arg(data.join("dump/ecs-postgres"))
+        .args(["--exclude", "**"])
+        .arg(&data)
+        .arg(&url)
+        .env("GNUPGHOME", keys.path())
+        .env("PASSPHRASE", "")
+        .run_checked()
+        .unwrap();
+    let dump = std::fs::read(a.path("data/dump/ecs-postgres/ecs.pgdump")).unwrap();
+    a.stop();
+
+    // A new appliance on empty storage restores the backup.
+    let b = Appliance::new("frombackup");
+    let backup = format!("  backup:\n    url: {url}\n    encrypt: |\n{}", indent(&key, 6));
+    b.write_env(
+        &format!("  ssl:\n    letsencrypt:\n      enabled: false\n{backup}"),
+        "  recover:\n    from_backup: true\n",
+    );
+    let out = b.start();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        b.step_state("database")
+            .1
+            .starts_with("restored from backup file://"),
+        "{:?}",
+        b.step_state("database")
+    );
+    let restored = counts(&b);
+    // migrate ran once more on the restored database, as it does after every restore.
+    assert_eq!(restored[..2], want_counts[..2]);
+    assert_eq!(
+        restored[2].parse::<u32>().unwrap(),
+        want_counts[2].parse::<u32>().unwrap() + 1
+    );
+    assert_eq!(checksums(&b.path("data/ecs-storage-vault")), want_files);
+    assert_eq!(b.get(true, "/").1.trim(), "fixture app: 1 items, 3 users");
+    assert!(
+        !b.path("run/ecs/gnupg-backup").exists(),
+        "the private GnuPG home is removed"
+    );
+    b.stop();
+
+    // And one that restores the dump the operator put into /data/dump/ecs-postgres.
+    let c = Appliance::new("fromdump");
+    std::fs::create_dir_all(c.path("data/dump/ecs-postgres")).unwrap();
+    std::fs::write(c.path("data/dump/ecs-postgres/ecs.pgdump"), &dump).unwrap();
+    c.write_env(
+        "  ssl:\n    letsencrypt:\n      enabled: false\n",
+        "  recover:\n    from_dump: true\n",
+    );
+    let out = c.start();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        c.step_state("database").1.starts_with("restored from dump "),
+        "{:?}",
+        c.step_state("database")
+    );
+    assert_eq!(counts(&c)[..2], want_counts[..2]);
+}
