@@ -54,7 +54,8 @@ pub fn read_seed(dev: &Path, out: &Path) -> anyhow::Result<()> {
             XORRISO
                 .command()?
                 .args(["-osirrox", "on", "-indev"])
-                .arg(dev)
+                // stdio: lets xorriso read any file or block device, not only optical drives.
+                .arg(format!("stdio:{}", dev.display()))
                 .args(["-extract", "/user-data"])
                 .arg(out)
                 .run_checked()

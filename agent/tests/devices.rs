@@ -149,7 +149,7 @@ fn blank_disk_is_formatted_and_anything_else_refused() {
         .run_checked()
         .unwrap();
     let other = Loop::attach(&other_img);
-    let e = storage::check_disks(&[blank.0.clone(), other.0.clone()])
+    let e = storage::check_disks(std::slice::from_ref(&other.0))
         .unwrap_err()
         .to_string();
     assert!(
