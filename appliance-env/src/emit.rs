@@ -43,7 +43,8 @@ impl Env {
         if !others.is_empty() {
             out.push_str("\n# Other cloud-config, passed to cloud-init unchanged.\n");
             for (k, v) in others {
-                emit_value(&mut out, 0, "", k, v);
+                let one: std::collections::BTreeMap<&String, &Value> = [(k, v)].into_iter().collect();
+                out.push_str(&serde_saphyr::to_string(&one).unwrap_or_default());
             }
         }
         out
@@ -130,7 +131,11 @@ fn emit_item(out: &mut String, indent: usize, path: &str, item: &Value) {
         }
         Value::Array(_) | Value::Object(_) => {
             let text = serde_saphyr::to_string(item).unwrap_or_default();
-            let _ = writeln!(out, "{pad}- {}", text.trim_end());
+            let mut lines = text.lines();
+            let _ = writeln!(out, "{pad}- {}", lines.next().unwrap_or("[]"));
+            for line in lines {
+                let _ = writeln!(out, "{pad}  {line}");
+            }
         }
         other => {
             let _ = writeln!(out, "{pad}- {}", scalar(other, indent));

@@ -220,8 +220,10 @@ fn check_entry(
     }
     if let Some(key) = schema::key(pattern) {
         // Only mappings and lists are looked into; a scalar there is serde's type error.
+        // A scalar where a container belongs (or the reverse) is left to serde's type error.
         let container = key.ty.starts_with("mapping") || key.ty.starts_with("list");
-        return Ok(container);
+        let scalar = matches!(entry.value, Node::Scalar { .. });
+        return Ok(container != scalar);
     }
     let unknown = |message: String| EnvError::Invalid {
         at: at(file, entry.key_at),

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 /// A key of the original appliance that is accepted, ignored and warned about.
-pub(crate) type Legacy = Option<IgnoredAny>;
+pub(crate) type Legacy = IgnoredAny;
 
 fn yes() -> bool {
     true
@@ -62,7 +62,7 @@ pub struct Appliance {
     pub(crate) legacy_allowed_hosts: Legacy,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ssl {
     #[serde(default, deserialize_with = "crate::load::nullable")]
@@ -78,18 +78,6 @@ pub struct Ssl {
     /// The CA that issues the users' client certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<ClientCa>,
-}
-
-impl Default for Ssl {
-    fn default() -> Self {
-        Ssl {
-            letsencrypt: Letsencrypt::default(),
-            client_certs_mandatory: false,
-            key: None,
-            cert: None,
-            client_ca: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,8 +200,8 @@ impl Default for Storage {
     fn default() -> Self {
         Storage {
             create: true,
-            legacy_ignore: None,
-            legacy_setup: None,
+            legacy_ignore: IgnoredAny,
+            legacy_setup: IgnoredAny,
         }
     }
 }
