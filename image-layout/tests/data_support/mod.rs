@@ -47,17 +47,29 @@ pub struct Loop {
 }
 
 impl Loop {
-    /// `losetup -f --show [-o offset] [--sizelimit size] -r image` (read-only: the tests
-    /// only look). Panics saying that root is needed when it is not root.
+    /// `losetup -f --show -r [-o offset] [--sizelimit size] image`: read-only, the tests only
+    /// look. Panics saying that root is needed when it is not root.
     pub fn attach(image: &Path, offset: u64, sizelimit: Option<u64>) -> Loop {
+        Self::attach_with(image, offset, sizelimit, true)
+    }
+
+    /// A writable loop device over the whole image, for the reference tools to write on.
+    pub fn attach_rw(image: &Path) -> Loop {
+        Self::attach_with(image, 0, None, false)
+    }
+
+    fn attach_with(image: &Path, offset: u64, sizelimit: Option<u64>, read_only: bool) -> Loop {
         assert_eq!(
             effective_uid(),
             Some(0),
-            "this test needs root: it attaches {} with losetup to run pvs/vgs/lvs (CI runs as root)",
+            "this test needs root: it attaches {} with losetup for lvm2 and e2fsck (CI runs as root)",
             image.display()
         );
         let mut cmd = tool(LOSETUP);
-        cmd.args(["-f", "--show", "-r", "-o", &offset.to_string()]);
+        cmd.args(["-f", "--show", "-o", &offset.to_string()]);
+        if read_only {
+            cmd.arg("-r");
+        }
         if let Some(n) = sizelimit {
             cmd.args(["--sizelimit", &n.to_string()]);
         }
@@ -66,12 +78,17 @@ impl Loop {
         Loop { dev: dev.into() }
     }
 
-    /// An lvm2 reporting command restricted to this device, ignoring the host's devices file.
+    /// An lvm2 command restricted to this device, ignoring the host's devices file and
+    /// writing no metadata backups or archives into the host's /etc/lvm.
     pub fn lvm(&self, subcommand: &str) -> Command {
         let mut cmd = tool(LVM);
         cmd.env("LVM_SUPPRESS_FD_WARNINGS", "1")
             .arg(subcommand)
-            .args(["--config", "devices{use_devicesfile=0}", "--devices"])
+            .args([
+                "--config",
+                "devices{use_devicesfile=0} backup{backup=0 archive=0}",
+                "--devices",
+            ])
             .arg(&self.dev);
         cmd
     }
