@@ -6,8 +6,9 @@
 //! UUID and hash seed come from the plan's seed, and every timestamp mke2fs makes itself
 //! from `SOURCE_DATE_EPOCH`/`E2FSPROGS_FAKE_TIME`, so the same inputs give the same bytes.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use host_util::{CommandError, CommandExt, MissingTool, Tool};
 
@@ -63,6 +64,8 @@ pub enum Ext4Contents {
     Empty,
     Dir(PathBuf),
     Tarball(PathBuf),
+    /// A tar archive written to mke2fs's stdin (`-d -`), see `make_ext4_streamed`.
+    Stdin,
 }
 
 /// The mke2fs command for `spec` writing into `image`; the caller may attach stdin (for `-d -`).
@@ -71,6 +74,16 @@ pub fn mke2fs_command(
     image: &Path,
     spec: &Ext4Spec,
     contents: &Ext4Contents,
+) -> Result<(Command, tempfile::NamedTempFile), Ext4Error> {
+    command_with(image, spec, contents, "")
+}
+
+/// mke2fs takes only one `-E`: `extended` (e.g. `,assume_storage_prezeroed=1`) is appended to ours.
+fn command_with(
+    image: &Path,
+    spec: &Ext4Spec,
+    contents: &Ext4Contents,
+    extended: &str,
 ) -> Result<(Command, tempfile::NamedTempFile), Ext4Error> {
     let mut conf = tempfile::NamedTempFile::new().map_err(Ext4Error::Config)?;
     std::io::Write::write_all(&mut conf, MKE2FS_CONF.as_bytes()).map_err(Ext4Error::Config)?;
@@ -85,7 +98,7 @@ pub fn mke2fs_command(
         .args(["-L", &spec.label, "-U", &spec.uuid])
         .arg("-E")
         .arg(format!(
-            "offset={},hash_seed={},root_owner=0:0,nodiscard,lazy_itable_init=0,lazy_journal_init=0",
+            "offset={},hash_seed={},root_owner=0:0,nodiscard,lazy_itable_init=0,lazy_journal_init=0{extended}",
             spec.offset, spec.hash_seed
         ));
     match contents {
@@ -93,10 +106,28 @@ pub fn mke2fs_command(
         Ext4Contents::Dir(p) | Ext4Contents::Tarball(p) => {
             cmd.arg("-d").arg(p);
         }
+        Ext4Contents::Stdin => {
+            cmd.args(["-d", "-"]);
+        }
     }
     cmd.arg(image).arg(format!("{}k", spec.size / 1024));
     Ok((cmd, conf))
 }
+
+/// Like `make_ext4` for a byte range known to read as zeros (a fresh sparse file): mke2fs then
+/// skips zeroing the journal and inode tables (`assume_storage_prezeroed`), so they stay holes
+/// and a 10G filesystem costs megabytes, not hundreds of them.
+pub fn make_ext4_on_zeros(image: &Path, spec: &Ext4Spec, contents: &Ext4Contents) -> Result<(), Ext4Error> {
+    let (mut cmd, _conf) = command_with(image, spec, contents, PREZEROED)?;
+    cmd.run_checked().map_err(|source| Ext4Error::Mke2fs {
+        label: spec.label.clone(),
+        offset: spec.offset,
+        source,
+    })?;
+    Ok(())
+}
+
+const PREZEROED: &str = ",assume_storage_prezeroed=1";
 
 /// Makes the filesystem and fills it from `contents`.
 pub fn make_ext4(image: &Path, spec: &Ext4Spec, contents: &Ext4Contents) -> Result<(), Ext4Error> {
@@ -107,6 +138,102 @@ pub fn make_ext4(image: &Path, spec: &Ext4Spec, contents: &Ext4Contents) -> Resu
         source,
     })?;
     Ok(())
+}
+
+/// A failed streamed mke2fs: mke2fs itself, or the code feeding it.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Ext4(#[from] Ext4Error),
+    #[error(transparent)]
+    Feed(E),
+}
+
+/// Makes the filesystem from a tar archive that `feed` writes to mke2fs's stdin. When mke2fs
+/// fails, its error wins over the feed's (which is then usually a broken pipe). The byte range
+/// must read as zeros, as for `make_ext4_on_zeros`.
+pub fn make_ext4_streamed<E: std::error::Error + 'static>(
+    image: &Path,
+    spec: &Ext4Spec,
+    feed: impl FnOnce(&mut std::process::ChildStdin) -> Result<(), E>,
+) -> Result<(), StreamError<E>> {
+    let (mut cmd, _conf) = command_with(image, spec, &Ext4Contents::Stdin, PREZEROED)?;
+    let argv = cmd.argv_string();
+    let spawn_err = |source| Ext4Error::Mke2fs {
+        label: spec.label.clone(),
+        offset: spec.offset,
+        source: CommandError::Spawn {
+            argv: argv.clone(),
+            source,
+        },
+    };
+    // stderr goes to a file: a pipe could fill up and stall mke2fs while we block on stdin.
+    let mut log = tempfile::tempfile().map_err(spawn_err)?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(log.try_clone().map_err(spawn_err)?)
+        .spawn()
+        .map_err(spawn_err)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let fed = feed(&mut stdin);
+    drop(stdin);
+    let status = child.wait().map_err(spawn_err)?;
+    if !status.success() {
+        let mut text = String::new();
+        let _ = log.seek(SeekFrom::Start(0));
+        let _ = log.read_to_string(&mut text);
+        let text = text.trim();
+        let tail = &text[text.floor_char_boundary(text.len().saturating_sub(1024))..];
+        return Err(StreamError::Ext4(Ext4Error::Mke2fs {
+            label: spec.label.clone(),
+            offset: spec.offset,
+            source: CommandError::Failed {
+                argv,
+                status,
+                stderr: tail.replace('\n', " | "),
+            },
+        }));
+    }
+    fed.map_err(StreamError::Feed)
+}
+
+/// What an ext4 filesystem of `size` bytes made by `mke2fs_command` offers for contents,
+/// estimated slightly low: 4 KiB blocks left after journal, inode tables, bitmaps and group
+/// descriptors, and the number of inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub blocks: u64,
+    pub inodes: u64,
+}
+
+/// mke2fs's default journal size (in blocks) for a filesystem of `blocks` 4 KiB blocks.
+fn journal_blocks(blocks: u64) -> u64 {
+    match blocks {
+        0..2048 => 0,
+        2048..32768 => 1024,
+        32768..262_144 => 4096,
+        262_144..524_288 => 8192,
+        524_288..4_194_304 => 16384,
+        4_194_304..8_388_608 => 32768,
+        8_388_608..16_777_216 => 65536,
+        16_777_216..33_554_432 => 131_072,
+        _ => 262_144,
+    }
+}
+
+pub fn capacity(size: u64) -> Capacity {
+    let blocks = size / 4096;
+    let groups = blocks.div_ceil(32768);
+    let inodes = size / 16384;
+    // Reserved GDT blocks and their backups grow slowly with the size; measured on 16M..50G.
+    let slack = (blocks / 256).max(1024);
+    let overhead = journal_blocks(blocks) + inodes * 256 / 4096 + groups * 2 + slack;
+    Capacity {
+        blocks: blocks.saturating_sub(overhead),
+        // The first 11 inodes are reserved.
+        inodes: inodes.saturating_sub(11),
+    }
 }
 
 #[cfg(test)]

@@ -8,13 +8,22 @@
 //! It knows nothing of ECS: callers hand it a typed plan (`plan`) and a filesystem tree.
 
 pub mod data;
+pub mod esp;
 pub mod ext4;
+pub mod gpt;
+pub mod grub;
+pub mod layout;
 pub mod lvm;
+pub mod mbr;
 pub mod md;
 pub mod plan;
 pub mod seed;
+pub mod system;
+pub mod tar;
+pub mod tree;
 
 pub use plan::{
     DataDiskPlan, ExtraFile, ExtraKind, PlanError, Seed, Size, SystemDiskPlan, TableKind, TreeSource,
 };
 pub use data::{ArrayReport, DataDiskError, DataDiskReport, write_data_disks};
+pub use system::{PartitionReport, SystemDiskError, SystemDiskReport, write_system_disk};
