@@ -67,7 +67,7 @@ pub fn geometry(device_size: u64) -> Result<Geometry, PlanError> {
     }
     let data_size = sectors - data_offset;
     // mdadm keeps the array size in KiB, rounded down to 64 KiB for RAID1.
-    let array_size = (data_size / 2 & !63) * 2;
+    let array_size = ((data_size / 2) & !63) * 2;
     // The bad-block log goes after the (unused) bitmap space, or just before the data.
     let bm_offset = 8;
     let (bblog_offset, bblog_size) = if data_offset >= SUPER_OFFSET_SECTORS + bm_offset + bm_space + 8 {
