@@ -94,7 +94,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<Found> {
         Some(list) => {
             for d in list {
                 let label = label_of(d)?;
-                if ctx.seed_labels.iter().any(|l| *l == label) {
+                if ctx.seed_labels.contains(&label) {
                     candidates.push(d.clone());
                 }
             }

@@ -71,6 +71,9 @@ fn ping(host: &str) -> bool {
         .is_ok()
 }
 
+/// dockerd outlives this test process on purpose: the next test binary reuses it (and its
+/// image cache); it is never waited for.
+#[allow(clippy::zombie_processes)]
 fn start_dockerd(dir: &Path, host: &str) {
     let hash = hex::encode(&Sha256::digest(dir.display().to_string().as_bytes())[..4]);
     let exec_root = format!("/run/ecs-agent-test-{hash}");
