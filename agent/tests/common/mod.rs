@@ -295,8 +295,30 @@ impl Appliance {
         out
     }
 
+    /// Runs `ecs-agent start`; prints a `bench:` line (seconds from start to healthy, and per
+    /// step) that scripts/bench/agent.sh collects.
     pub fn start(&self) -> Output {
-        self.agent(&["start"])
+        let out = self.agent(&["start"]);
+        if let Ok(bytes) = std::fs::read(self.path("run/ecs/status.json"))
+            && let Ok(s) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && s["phase"] == "running"
+        {
+            let steps = s["steps"].as_array().cloned().unwrap_or_default();
+            let end = steps
+                .iter()
+                .filter_map(|x| x["finished"].as_f64())
+                .fold(0.0, f64::max);
+            let per: Vec<String> = steps
+                .iter()
+                .map(|x| {
+                    let took = x["finished"].as_f64().unwrap_or(0.0) - x["started"].as_f64().unwrap_or(0.0);
+                    format!("{}={took:.1}", x["name"].as_str().unwrap_or("?"))
+                })
+                .collect();
+            let total = end - s["started"].as_f64().unwrap_or(end);
+            eprintln!("bench: {} total={total:.1} {}", self.name, per.join(" "));
+        }
+        out
     }
 
     pub fn status(&self) -> serde_json::Value {
