@@ -119,3 +119,23 @@ impl Context {
         self.data_dir.join("dump/ecs-postgres")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_keep_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ctx.yml");
+        std::fs::write(&p, "data-dir: /srv/data\nhttps-port: 8443\n").unwrap();
+        let c = Context::load(&p).unwrap();
+        assert_eq!(c.data_dir, Path::new("/srv/data"));
+        assert_eq!(c.https_port, 8443);
+        assert_eq!(c.volatile_dir, Path::new("/volatile"));
+        assert_eq!(c.storage, StorageMode::Devices);
+        std::fs::write(&p, "data_dir: /srv\n").unwrap();
+        let e = format!("{:#}", Context::load(&p).unwrap_err());
+        assert!(e.contains("parsing") && e.contains("data_dir"), "{e}");
+    }
+}

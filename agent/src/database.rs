@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 
 use crate::appdef::AppDef;
 use crate::context::Context;
-use crate::docker::{Compose, wait_healthy};
+use crate::docker::{Compose, check_alive};
 use crate::envfile::Settings;
 use crate::recover;
 
@@ -154,19 +154,7 @@ pub fn start(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<S
             Ok(_) => break,
             Err(e) => {
                 // Fails at once when the container stopped or turned unhealthy.
-                wait_healthy(
-                    &compose.docker,
-                    &compose.project,
-                    std::slice::from_ref(svc),
-                    Duration::ZERO,
-                )
-                .or_else(|w| {
-                    if w.to_string().contains("not healthy after") {
-                        Ok(())
-                    } else {
-                        Err(w)
-                    }
-                })?;
+                check_alive(&compose.docker, &compose.project, svc)?;
                 if Instant::now() > deadline {
                     return Err(e.context(format!(
                         "database service {svc} not ready after {}s",

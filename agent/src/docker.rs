@@ -219,6 +219,25 @@ impl Compose {
     }
 }
 
+/// Fails if the container of `service` stopped or turned unhealthy (it may still be starting).
+pub fn check_alive(docker: &Docker, project: &str, service: &str) -> anyhow::Result<()> {
+    let containers = docker.project_containers(project)?;
+    let Some(c) = containers.iter().find(|c| c.service == service) else {
+        bail!("service {service} has no container");
+    };
+    if !c.running {
+        bail!(
+            "service {service} stopped (container {}, exit code {})",
+            c.name,
+            c.exit_code
+        );
+    }
+    if c.health.as_deref() == Some("unhealthy") {
+        bail!("service {service} is unhealthy: {}", c.health_log);
+    }
+    Ok(())
+}
+
 /// Waits until every container of `services` is running and, where it has a healthcheck,
 /// healthy. Fails at once when one exits or turns unhealthy, naming it.
 pub fn wait_healthy(

@@ -115,4 +115,47 @@ mod tests {
     fn cli_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// Every unit shipped in agent/systemd/ calls commands this binary has, and the boot unit
+    /// has its restart policy and failure hook.
+    #[test]
+    fn units_call_existing_commands() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+        let mut units = std::collections::BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            units.insert(name, std::fs::read_to_string(&path).unwrap());
+        }
+        for (name, text) in &units {
+            assert!(text.contains("\nDescription="), "{name}: no Description=");
+            for line in text.lines().filter(|l| l.starts_with("Exec")) {
+                let cmd = line.split_once('=').unwrap().1;
+                if let Some(args) = cmd.strip_prefix("/usr/local/bin/ecs-agent") {
+                    let argv = std::iter::once("ecs-agent").chain(args.split_whitespace());
+                    if let Err(e) = Cli::try_parse_from(argv) {
+                        panic!("{name}: {line}: {e}");
+                    }
+                }
+            }
+        }
+        let boot = &units["ecs-agent.service"];
+        for want in [
+            "Restart=on-failure",
+            "OnFailure=ecs-agent-failed.service",
+            "StandardOutput=journal+console",
+        ] {
+            assert!(boot.contains(want), "ecs-agent.service lacks {want}");
+        }
+        assert!(units.contains_key("ecs-agent-failed.service"));
+        assert!(boot.contains("After=network-online.target") && boot.contains("label-cidata.device"));
+        for (name, text) in &units {
+            let installs = text.contains("\n[Install]\nWantedBy=");
+            let triggered = name.ends_with("-failed.service") || name == "ecs-agent-renew-tls.service";
+            assert!(
+                installs || triggered,
+                "{name}: neither installed nor triggered by another unit"
+            );
+        }
+    }
 }

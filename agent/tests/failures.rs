@@ -158,3 +158,30 @@ fn app_failing_its_health_check_leaves_the_page_and_the_data() {
     assert_eq!(a.psql("SELECT count(*) FROM users"), "1");
     assert_eq!(checksums(&a.path("data/ecs-storage-vault")), vault);
 }
+
+#[test]
+fn report_failure_records_a_died_agent() {
+    let a = Appliance::new("died");
+    a.write_env("", "");
+    // What a run killed during its database step leaves behind.
+    std::fs::create_dir_all(a.path("run/ecs")).unwrap();
+    let status = serde_json::json!({"phase": "starting", "started": 1.0, "steps": [
+        {"name": "env", "state": "ok", "message": "", "started": 1.0, "finished": 2.0},
+        {"name": "database", "state": "running", "message": "", "started": 2.0, "finished": null},
+        {"name": "tls", "state": "pending", "message": "", "started": null, "finished": null}]});
+    std::fs::write(a.path("run/ecs/status.json"), status.to_string()).unwrap();
+    std::fs::copy(a.path("app/env.yml"), a.path("run/active-env.yml")).unwrap();
+    let out = a.agent(&["report-failure", "ecs-agent.service"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(a.status()["phase"], "failed");
+    let (state, msg) = a.step_state("database");
+    assert_eq!(state, "failed");
+    assert!(
+        msg.contains("ecs-agent.service stopped before finishing"),
+        "{msg}"
+    );
+    assert_eq!(a.step_state("tls").0, "pending");
+    let (code, body) = a.get(false, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("stopped before finishing"), "{body}");
+}
