@@ -15,6 +15,25 @@ use crate::context::Context;
 use crate::envfile::Settings;
 use crate::tools::{DUPLICITY, GPG};
 
+/// The URL without a password (`scheme://user:secret@host` → `scheme://user:***@host`), for
+/// messages, the status file and the maintenance page.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap_or((rest, String::new()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// A directory removed on drop (GnuPG home, scratch restore).
 struct Scratch(PathBuf);
 
@@ -62,7 +81,8 @@ pub fn restore_backup(ctx: &Context, settings: &Settings) -> anyhow::Result<Path
     let target = scratch.0.join("data");
     let archive = ctx.volatile_dir.join("duplicity");
     std::fs::create_dir_all(&archive).with_context(|| format!("creating {}", archive.display()))?;
-    tracing::info!("restoring the backup from {url}");
+    let shown = redact_url(url);
+    tracing::info!("restoring the backup from {shown}");
     DUPLICITY
         .command()?
         .arg("restore")
@@ -80,11 +100,13 @@ pub fn restore_backup(ctx: &Context, settings: &Settings) -> anyhow::Result<Path
         .env("GNUPGHOME", &home.0)
         .env("PASSPHRASE", "")
         .run_checked()
-        .with_context(|| format!("restoring the backup from {url}"))?;
+        // duplicity's argv carries the URL: keep a password in it out of every message.
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(url, &shown)))
+        .with_context(|| format!("restoring the backup from {shown}"))?;
     let restored_vault = target.join("ecs-storage-vault");
     let restored_dumps = target.join("dump/ecs-postgres");
     if !restored_dumps.is_dir() {
-        bail!("the backup at {url} holds no dump/ecs-postgres directory");
+        bail!("the backup at {shown} holds no dump/ecs-postgres directory");
     }
     let vault = ctx.data_dir.join("ecs-storage-vault");
     if restored_vault.is_dir() {
@@ -104,5 +126,20 @@ pub fn restore_backup(ctx: &Context, settings: &Settings) -> anyhow::Result<Path
             dump = Some(dest);
         }
     }
-    dump.with_context(|| format!("the backup at {url} holds no *.pgdump in dump/ecs-postgres"))
+    dump.with_context(|| format!("the backup at {shown} holds no *.pgdump in dump/ecs-postgres"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_cut_from_urls() {
+        assert_eq!(
+            redact_url("sftp://backup:s3cret@host.example.org/ecs"),
+            "sftp://backup:***@host.example.org/ecs"
+        );
+        assert_eq!(redact_url("file:///volatile/backup"), "file:///volatile/backup");
+        assert_eq!(redact_url("ftp://user@host/x"), "ftp://user@host/x");
+    }
 }
