@@ -3,8 +3,10 @@
 //! --assume-clean` would leave them: same array UUID, name, creation time and event count on
 //! every member, one role each, and `resync_offset` at its maximum (in sync), so the first
 //! assembly starts no resync. The data offset and array size follow mdadm's own choice for
-//! the device size. There is no write-intent bitmap (mdadm adds one only above 100 GB on
-//! request of its defaults); the bad-block log space is reserved where mdadm reserves it.
+//! the device size; the bad-block log space is reserved where mdadm reserves it. There is no
+//! write-intent bitmap (as with `--bitmap=none`; mdadm 4.2 adds an internal one by default for
+//! members of 100 GB and more): after an unclean shutdown the mirror resyncs in full. The
+//! appliance can add one to the running array with `mdadm --grow --bitmap=internal`.
 //! Layout: the kernel's `struct mdp_superblock_1` (`include/uapi/linux/raid/md_p.h`).
 
 use std::io::{self, Read, Seek, SeekFrom};

@@ -73,7 +73,17 @@ impl Loop {
         if let Some(n) = sizelimit {
             cmd.args(["--sizelimit", &n.to_string()]);
         }
-        let dev = run(cmd.arg(image)).trim().to_string();
+        cmd.arg(image);
+        // Other tests grab loop devices concurrently: a free device found by `-f` can be
+        // taken before losetup binds it, which it reports as busy. Try again a few times.
+        let mut attempts = 0;
+        let dev = loop {
+            match cmd.run_stdout() {
+                Ok(out) => break out.trim().to_string(),
+                Err(e) if attempts < 5 && e.to_string().contains("busy") => attempts += 1,
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert!(dev.starts_with("/dev/loop"), "losetup printed {dev:?}");
         Loop { dev: dev.into() }
     }
