@@ -43,6 +43,8 @@ pub struct Context {
     pub docker_host: String,
     /// The compose command, e.g. `[docker, compose]` or `[docker-compose]`; default: whichever works.
     pub compose_command: Option<Vec<String>>,
+    /// `docker save` archives baked into the image by ecs-build, loaded once each.
+    pub images_dir: PathBuf,
     /// The compose project name.
     pub project: String,
     /// A compose template to use instead of the one shipped with the agent (env.yml may override both).
@@ -77,6 +79,7 @@ impl Default for Context {
             data_disks: None,
             docker_host: "unix:///run/docker.sock".into(),
             compose_command: None,
+            images_dir: "/var/lib/ecs/images".into(),
             project: "ecs".into(),
             compose_template: None,
             listen_address: "0.0.0.0".into(),

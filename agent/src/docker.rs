@@ -128,6 +128,52 @@ impl Docker {
     }
 }
 
+/// Loads the `docker save` archives in `dir` that the record file does not list yet (name,
+/// size and mtime), so baked images are loaded once, not at every boot. Returns the names loaded.
+pub fn load_baked_images(docker: &Docker, dir: &Path, record: &Path) -> anyhow::Result<Vec<String>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut done = std::fs::read_to_string(record).unwrap_or_default();
+    let mut loaded = Vec::new();
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for file in files {
+        let meta = std::fs::metadata(&file).with_context(|| format!("reading {}", file.display()))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        let line = format!("{} {} {}", file.display(), meta.len(), mtime.unwrap_or(0));
+        if done.lines().any(|l| l == line) {
+            continue;
+        }
+        docker
+            .command()?
+            .arg("load")
+            .arg("-q")
+            .arg("-i")
+            .arg(&file)
+            .run_checked()
+            .with_context(|| format!("loading the image archive {}", file.display()))?;
+        done.push_str(&line);
+        done.push('\n');
+        host_util::write_atomic(record, done.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", record.display()))?;
+        loaded.push(
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+    }
+    Ok(loaded)
+}
+
 /// One compose project: its file, its name and the environment compose interpolates.
 #[derive(Debug, Clone)]
 pub struct Compose {

@@ -144,6 +144,12 @@ pub fn project(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<(Compose, AppDe
         host: ctx.docker_host.clone(),
     };
     docker.ping()?;
+    // The record lives beside docker's own store on /volatile: a new disk means a new load.
+    let record = ctx.volatile_dir.join("docker/ecs-loaded-images");
+    let loaded = docker::load_baked_images(&docker, &ctx.images_dir, &record)?;
+    if !loaded.is_empty() {
+        tracing::info!("loaded baked images: {}", loaded.join(", "));
+    }
     let argv = docker::detect_compose(&docker, ctx.compose_command.as_deref())?;
     Ok((
         Compose {

@@ -3,12 +3,42 @@
 
 mod common;
 
-use common::{Appliance, checksums, stdout};
+use common::{Appliance, checksums, docker, stdout};
+use host_util::CommandExt;
+
+/// A one-file image saved with `docker save` into the appliance's images dir, as ecs-build
+/// bakes images, and removed from the engine: the start must load it.
+fn bake_tiny_image(a: &Appliance) -> String {
+    let tag = format!("ecs-fixture-tiny:{}", a.name);
+    std::fs::write(a.path("tiny-file"), b"baked").unwrap();
+    std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(a.path("tiny-rootfs.tar"))
+        .arg("-C")
+        .arg(a.path(""))
+        .arg("tiny-file")
+        .run_checked()
+        .unwrap();
+    let d = || docker(&a.docker_host);
+    d().arg("import")
+        .arg(a.path("tiny-rootfs.tar"))
+        .arg(&tag)
+        .run_checked()
+        .unwrap();
+    d().args(["save", "-o"])
+        .arg(a.path("images/tiny.tar"))
+        .arg(&tag)
+        .run_checked()
+        .unwrap();
+    d().args(["rmi", &tag]).run_checked().unwrap();
+    tag
+}
 
 #[test]
 fn fresh_start_creates_the_database_and_a_restart_keeps_it() {
     let a = Appliance::new("fresh");
     a.write_env("  ssl:\n    letsencrypt:\n      enabled: false\n", "");
+    let tiny = bake_tiny_image(&a);
     let out = a.start();
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -20,6 +50,13 @@ fn fresh_start_creates_the_database_and_a_restart_keeps_it() {
         );
     }
     assert_eq!(a.status()["phase"], "running");
+    docker(&a.docker_host)
+        .args(["image", "inspect", &tiny])
+        .run_checked()
+        .unwrap();
+    let record = a.path("volatile/docker/ecs-loaded-images");
+    let loaded = std::fs::read_to_string(&record).unwrap();
+    assert!(loaded.contains("images/tiny.tar"), "{loaded}");
     assert!(
         a.step_state("database").1.contains("was missing, created new"),
         "{:?}",
@@ -61,9 +98,15 @@ fn fresh_start_creates_the_database_and_a_restart_keeps_it() {
     assert_eq!(a.psql("SELECT count(*) FROM items"), "1");
     assert_eq!(a.psql("SELECT count(*) FROM migrations"), migrations);
     assert_eq!(checksums(&a.path("data/ecs-storage-vault")), vault);
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        loaded,
+        "baked images are loaded once"
+    );
     assert_eq!(a.get(true, "/").1.trim(), "fixture app: 1 items, 1 users");
 
     let status = a.agent(&["status"]);
     assert_eq!(status.status.code(), Some(0));
     assert!(stdout(&status).contains("phase: running"), "{}", stdout(&status));
+    let _ = docker(&a.docker_host).args(["rmi", &tiny]).run_checked();
 }

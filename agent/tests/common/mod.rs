@@ -58,7 +58,7 @@ fn harness_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ecs-agent-harness")
 }
 
-fn docker(host: &str) -> Command {
+pub fn docker(host: &str) -> Command {
     let mut c = Command::new(need(DOCKER));
     c.env("DOCKER_HOST", host);
     c
@@ -226,7 +226,7 @@ impl Appliance {
             .tempdir()
             .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        for d in ["data", "volatile", "run", "app"] {
+        for d in ["data", "volatile", "run", "app", "images"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
         std::fs::copy(fixtures().join("app/compose.yml"), dir.path().join("compose.yml")).unwrap();
@@ -250,7 +250,7 @@ impl Appliance {
         let text = format!(
             "run-dir: {r}/run/ecs\nactive-env: {r}/run/active-env.yml\napp-env: {r}/app/env.yml\nseed-devices: []\n\
              data-dir: {r}/data\nvolatile-dir: {r}/volatile\nstorage: directories\ndocker-host: {dh}\n\
-             project: {p}\ncompose-template: {r}/compose.yml\nlisten-address: 127.0.0.1\nhttp-port: {h}\n\
+             project: {p}\nimages-dir: {r}/images\ncompose-template: {r}/compose.yml\nlisten-address: 127.0.0.1\nhttp-port: {h}\n\
              https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n",
             r = self.dir.path().display(),
             dh = self.docker_host,
