@@ -8,3 +8,5 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod logging;
+pub mod machine;
+pub mod pipeline;

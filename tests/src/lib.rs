@@ -1,1 +1,280 @@
-//! Shared harness for end-to-end tests: qemu boots with serial-console markers and forwarded ports.
+//! Shared harness for end-to-end tests: boot a disk image under qemu (TCG: /dev/kvm on the
+//! build machines does not run guests), capture the serial console to a file, wait for markers
+//! on it with a timeout, forward guest ports to 127.0.0.1, run commands over ssh, and always
+//! kill qemu when the `Vm` is dropped (also when a test panics).
+//!
+//! It knows nothing of how images are built; tests hand it files.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use host_util::{CommandExt, Tool};
+
+pub const QEMU: Tool = Tool::new("qemu-system-x86_64", "qemu-system-x86");
+pub const SSH: Tool = Tool::new("ssh", "openssh-client");
+
+/// A disk attached to the guest.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub path: PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: &'static str,
+    /// Writes go to a temporary overlay; the file is left untouched (shared images).
+    pub snapshot: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Boot disk first, then data disks; all virtio.
+    pub drives: Vec<Drive>,
+    /// An ISO attached as a CD-ROM (e.g. a NoCloud seed, volume `cidata`).
+    pub cdrom: Option<PathBuf>,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// Guest TCP ports to forward from 127.0.0.1 (host ports are picked free).
+    pub forward: Vec<u16>,
+    /// Where the serial console is written.
+    pub serial_log: PathBuf,
+}
+
+/// A running guest. Dropping it kills qemu.
+pub struct Vm {
+    child: Child,
+    serial_log: PathBuf,
+    ports: Vec<(u16, u16)>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Vm {
+    pub fn boot(config: &VmConfig) -> anyhow::Result<Vm> {
+        let mut ports = Vec::new();
+        let mut netdev = String::from("user,id=n0");
+        for guest in &config.forward {
+            let host = free_port()?;
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            ports.push((*guest, host));
+        }
+        let mut cmd = QEMU.command()?;
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-machine",
+            "pc",
+            "-cpu",
+            "max",
+            "-nodefaults",
+            "-no-reboot",
+        ])
+        .args([
+            "-m",
+            &config.memory_mib.to_string(),
+            "-smp",
+            &config.cpus.to_string(),
+        ])
+        .args(["-display", "none", "-vga", "none", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", config.serial_log.display()))
+        .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
+        for (i, d) in config.drives.iter().enumerate() {
+            let mut spec = format!("file={},if=virtio,format={}", d.path.display(), d.format);
+            if d.snapshot {
+                spec.push_str(",snapshot=on");
+            }
+            if i == 0 {
+                cmd.args(["-boot", "c"]);
+            }
+            cmd.arg("-drive").arg(spec);
+        }
+        if let Some(iso) = &config.cdrom {
+            cmd.arg("-drive")
+                .arg(format!("file={},media=cdrom,readonly=on,if=ide", iso.display()));
+        }
+        let argv = cmd.argv_string();
+        let stderr_log = config.serial_log.with_extension("qemu-stderr");
+        let stderr = std::fs::File::create(&stderr_log)
+            .with_context(|| format!("creating {}", stderr_log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {argv}"))?;
+        Ok(Vm {
+            child,
+            serial_log: config.serial_log.clone(),
+            ports,
+        })
+    }
+
+    /// The host port forwarded to `guest` on 127.0.0.1.
+    pub fn port(&self, guest: u16) -> u16 {
+        self.ports
+            .iter()
+            .find(|(g, _)| *g == guest)
+            .map(|(_, h)| *h)
+            .unwrap_or_else(|| panic!("guest port {guest} was not forwarded"))
+    }
+
+    /// The serial console so far (lossy UTF-8).
+    pub fn console(&self) -> String {
+        std::fs::read(&self.serial_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn tail(&self, lines: usize) -> String {
+        let text = self.console();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits until `marker` appears on the console. Fails early if qemu exits, and on timeout,
+    /// with the console's last lines in the message.
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.console().contains(marker) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "qemu exited ({status}) before {marker:?} appeared; console tail:\n{}",
+                    self.tail(40)
+                );
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "{marker:?} did not appear on the console within {timeout:?}; console tail:\n{}",
+                    self.tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// `ssh -p <port> user@127.0.0.1 command` with `key`; host keys are not checked (the guest
+    /// makes fresh ones at first boot).
+    pub fn ssh(&self, key: &Path, user: &str, command: &str) -> anyhow::Result<String> {
+        let mut cmd = SSH.command()?;
+        cmd.arg("-i")
+            .arg(key)
+            .args(["-p", &self.port(22).to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=20",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(command);
+        Ok(cmd.run_stdout()?)
+    }
+
+    /// Retries `ssh` until it succeeds or `timeout` passes (sshd starts after cloud-init made
+    /// the host keys).
+    pub fn ssh_retry(
+        &mut self,
+        key: &Path,
+        user: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let start = Instant::now();
+        loop {
+            match self.ssh(key, user, command) {
+                Ok(out) => return Ok(out),
+                Err(e) if start.elapsed() > timeout => {
+                    return Err(e.context(format!(
+                        "ssh did not succeed within {timeout:?}; console tail:\n{}",
+                        self.tail(30)
+                    )));
+                }
+                Err(_) => {
+                    if let Some(status) = self.child.try_wait()? {
+                        bail!(
+                            "qemu exited ({status}) while waiting for ssh; console tail:\n{}",
+                            self.tail(40)
+                        );
+                    }
+                    std::thread::sleep(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` as the unprivileged build user when the tests run as root (CI), else as is.
+/// `setpriv` execs (no fork), so the child's pid is the program's: signals reach it directly.
+pub fn as_build_user(program: &Path, user: &str, env: &[(&str, String)]) -> anyhow::Result<Command> {
+    let mut cmd = if is_root() {
+        let setpriv = Tool::new("setpriv", "util-linux").path()?;
+        let mut c = Command::new(setpriv);
+        c.args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--init-groups",
+            "--",
+        ]);
+        c.arg(Tool::new("env", "coreutils").path()?);
+        c.arg("-i");
+        for (k, v) in env {
+            c.arg(format!("{k}={v}"));
+        }
+        c.arg(program);
+        c
+    } else {
+        let mut c = Command::new(program);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
+    cmd.stdin(Stdio::null());
+    Ok(cmd)
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// uid and gid of a user from /etc/passwd.
+pub fn user_ids(user: &str) -> anyhow::Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&user) && f.len() > 3).then(|| (f[2].parse().ok(), f[3].parse().ok()))
+        })
+        .and_then(|(u, g)| Some((u?, g?)))
+        .with_context(|| format!("user {user} not found: run `make deps` (scripts/deps.sh creates it)"))
+}

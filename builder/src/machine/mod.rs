@@ -1,0 +1,537 @@
+//! The machine.yml model: what `ecs-build image` builds (base system, disks, outputs, env, agent,
+//! baked container images). Strict: unknown keys are errors naming the key and its line.
+//! Loading resolves relative paths against the file's directory; `validate` checks values
+//! before any work starts. The pipeline itself lives in `crate::pipeline`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use image_layout::{Size, TableKind};
+use serde::{Deserialize, Deserializer};
+
+/// The commented default, printed by `ecs-build image --print-default-config`.
+pub const DEFAULT_CONFIG: &str = include_str!("default.yml");
+
+/// machine.yml could not be read, parsed or validated. The message names the file, the line
+/// or key, and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Machine {
+    pub name: String,
+    pub hostname: String,
+    pub seed: String,
+    pub base: Base,
+    pub disks: Disks,
+    pub outputs: Outputs,
+    pub env: Option<PathBuf>,
+    pub embed_env: bool,
+    pub agent: Agent,
+    pub images: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Base {
+    pub distribution: String,
+    pub suite: String,
+    pub mirror: Option<String>,
+    pub packages: Vec<String>,
+    pub extra_packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    Mbr,
+    Gpt,
+}
+
+impl From<Table> for TableKind {
+    fn from(t: Table) -> Self {
+        match t {
+            Table::Mbr => TableKind::Mbr,
+            Table::Gpt => TableKind::Gpt,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Disks {
+    pub table: Table,
+    #[serde(deserialize_with = "size")]
+    pub root_size: Size,
+    #[serde(deserialize_with = "size")]
+    pub volatile_size: Size,
+    #[serde(deserialize_with = "size")]
+    pub data_size: Size,
+    pub raid1: bool,
+    pub kernel_cmdline: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outputs {
+    pub dir: PathBuf,
+    pub raw: bool,
+    pub qcow2: bool,
+    pub vmdk: bool,
+    pub vagrant_box: bool,
+    pub packer: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Agent {
+    pub binary: Option<PathBuf>,
+    pub units: Option<PathBuf>,
+}
+
+/// The appliance package set (see default.yml for the reasons behind each group).
+pub const DEFAULT_PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "initramfs-tools",
+    "systemd",
+    "systemd-sysv",
+    "systemd-resolved",
+    "systemd-timesyncd",
+    "udev",
+    "dbus",
+    "cloud-init",
+    "cloud-guest-utils",
+    "docker.io",
+    "docker-compose",
+    "lvm2",
+    "mdadm",
+    "duplicity",
+    "gnupg",
+    "nginx",
+    "openssh-server",
+    "postgresql-client",
+    "unattended-upgrades",
+    "ca-certificates",
+    "e2fsprogs",
+    "iproute2",
+    "netbase",
+    "openssl",
+    "kmod",
+    "procps",
+    "sudo",
+    "less",
+    "xz-utils",
+];
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine {
+            name: "ecs-appliance".into(),
+            hostname: "ecs".into(),
+            seed: "ecs-appliance".into(),
+            base: Base::default(),
+            disks: Disks::default(),
+            outputs: Outputs::default(),
+            env: None,
+            embed_env: false,
+            agent: Agent::default(),
+            images: Vec::new(),
+        }
+    }
+}
+
+impl Default for Base {
+    fn default() -> Self {
+        Base {
+            distribution: "debian".into(),
+            suite: "trixie".into(),
+            mirror: None,
+            packages: DEFAULT_PACKAGES.iter().map(|p| p.to_string()).collect(),
+            extra_packages: Vec::new(),
+        }
+    }
+}
+
+impl Default for Disks {
+    fn default() -> Self {
+        Disks {
+            table: Table::Mbr,
+            root_size: Size::gib(10),
+            volatile_size: Size::gib(10),
+            data_size: Size::gib(50),
+            raid1: false,
+            kernel_cmdline: "console=tty0 console=ttyS0,115200n8".into(),
+        }
+    }
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs {
+            dir: PathBuf::from("out"),
+            raw: true,
+            qcow2: true,
+            vmdk: false,
+            vagrant_box: false,
+            packer: true,
+        }
+    }
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Num(n) => Ok(Size(n)),
+        Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// A loaded machine.yml: the model with its paths resolved, the file's bytes (for the manifest)
+/// and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedMachine {
+    pub machine: Machine,
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Table::Mbr => "mbr",
+            Table::Gpt => "gpt",
+        })
+    }
+}
+
+/// Parses machine.yml text; `name` is used in messages.
+pub fn parse(name: &str, text: &str) -> Result<Machine, MachineError> {
+    if text.trim().is_empty() {
+        return Ok(Machine::default());
+    }
+    serde_saphyr::from_str::<Machine>(text).map_err(|e| parse_error(name, &e.to_string()))
+}
+
+/// serde-saphyr says `error: line L column C: message` followed by a source snippet; keep the
+/// first line in `file:line:column: message` form.
+fn parse_error(name: &str, msg: &str) -> MachineError {
+    let first = msg.lines().next().unwrap_or(msg).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let located = first.strip_prefix("line ").and_then(|rest| {
+        let (line, rest) = rest.split_once(" column ")?;
+        let (column, message) = rest.split_once(": ")?;
+        Some((line.parse().ok()?, column.parse().ok()?, message.to_string()))
+    });
+    match located {
+        Some((line, column, message)) => MachineError::Parse {
+            path: name.to_string(),
+            line,
+            column,
+            message,
+        },
+        None => MachineError::Parse {
+            path: name.to_string(),
+            line: 0,
+            column: 0,
+            message: first.to_string(),
+        },
+    }
+}
+
+/// Reads, parses, resolves relative paths against the file's directory, and validates.
+pub fn load(path: &Path) -> Result<LoadedMachine, MachineError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| MachineError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|_| MachineError::Parse {
+        path: name.clone(),
+        line: 0,
+        column: 0,
+        message: "not UTF-8 text".into(),
+    })?;
+    let mut machine = parse(&name, &text)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    machine.resolve_paths(dir);
+    machine.validate(&name)?;
+    Ok(LoadedMachine {
+        machine,
+        path: path.to_path_buf(),
+        bytes,
+    })
+}
+
+impl Machine {
+    fn resolve_paths(&mut self, dir: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        join(&mut self.outputs.dir);
+        self.env.as_mut().map(join);
+        self.agent.binary.as_mut().map(join);
+        self.agent.units.as_mut().map(join);
+        self.images.iter_mut().for_each(join);
+    }
+
+    /// The packages handed to mmdebstrap: the set plus extras, sorted and deduplicated.
+    pub fn package_list(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .base
+            .packages
+            .iter()
+            .chain(&self.base.extra_packages)
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Checks values the types cannot: names, sizes, package names, reserved outputs.
+    pub fn validate(&self, file: &str) -> Result<(), MachineError> {
+        let bad = |key: &str, message: String| MachineError::Invalid {
+            path: file.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let file_safe = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('.')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+        };
+        if !file_safe(&self.name) {
+            return Err(bad(
+                "name",
+                format!(
+                    "{:?}: expected letters, digits, '.', '_', '+', '-' (it names files)",
+                    self.name
+                ),
+            ));
+        }
+        if !valid_hostname(&self.hostname) {
+            return Err(bad(
+                "hostname",
+                format!(
+                    "{:?}: expected a host name label (a-z, 0-9, '-', at most 63)",
+                    self.hostname
+                ),
+            ));
+        }
+        if self.seed.is_empty() {
+            return Err(bad("seed", "expected a non-empty string".into()));
+        }
+        if self.base.distribution != "debian" {
+            return Err(bad(
+                "base.distribution",
+                format!("{:?}: only `debian` is supported", self.base.distribution),
+            ));
+        }
+        if self.base.suite.is_empty()
+            || !self
+                .base
+                .suite
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(bad(
+                "base.suite",
+                format!("{:?}: expected a suite name like trixie", self.base.suite),
+            ));
+        }
+        if let Some(m) = &self.base.mirror
+            && !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://"))
+        {
+            return Err(bad(
+                "base.mirror",
+                format!("{m:?}: expected an http://, https:// or file:// URL"),
+            ));
+        }
+        for (key, list) in [
+            ("base.packages", &self.base.packages),
+            ("base.extra_packages", &self.base.extra_packages),
+        ] {
+            if let Some(p) = list.iter().find(|p| !valid_package(p)) {
+                return Err(bad(key, format!("{p:?} is not a Debian package name")));
+            }
+        }
+        if !self.package_list().iter().any(|p| p.starts_with("linux-image-")) {
+            return Err(bad(
+                "base.packages",
+                "no kernel: the image boots only with a linux-image-* package".into(),
+            ));
+        }
+        let min = Size::mib(256);
+        for (key, size) in [
+            ("disks.root_size", self.disks.root_size),
+            ("disks.volatile_size", self.disks.volatile_size),
+        ] {
+            if size < min || !size.bytes().is_multiple_of(Size::MIB) {
+                return Err(bad(
+                    key,
+                    format!("{size}: expected a whole number of MiB, at least {min}"),
+                ));
+            }
+        }
+        if self.disks.table == Table::Mbr
+            && self.disks.root_size.bytes() + self.disks.volatile_size.bytes() > 2 * 1024 * Size::GIB
+        {
+            return Err(bad(
+                "disks",
+                "an MBR disk holds at most 2T: use `table: gpt`".into(),
+            ));
+        }
+        if self.disks.data_size < Size::gib(1) {
+            return Err(bad(
+                "disks.data_size",
+                format!("{}: expected at least 1G", self.disks.data_size),
+            ));
+        }
+        if self.disks.kernel_cmdline.contains('\n') {
+            return Err(bad("disks.kernel_cmdline", "expected a single line".into()));
+        }
+        if self.outputs.vagrant_box {
+            return Err(bad(
+                "outputs.vagrant_box",
+                "reserved: vagrant boxes are not built by `ecs-build image` yet; set it to false".into(),
+            ));
+        }
+        if !self.outputs.raw && !self.outputs.qcow2 && !self.outputs.vmdk {
+            return Err(bad("outputs", "expected at least one of raw, qcow2, vmdk".into()));
+        }
+        if self.embed_env && self.env.is_none() {
+            return Err(bad("embed_env", "true needs `env:` to name an env.yml".into()));
+        }
+        if let Some(env) = &self.env
+            && !env.is_file()
+        {
+            return Err(bad("env", format!("{}: no such file", env.display())));
+        }
+        for (i, image) in self.images.iter().enumerate() {
+            if !image.is_file() {
+                return Err(bad(
+                    &format!("images[{i}]"),
+                    format!("{}: no such file", image.display()),
+                ));
+            }
+        }
+        if let Some(units) = &self.agent.units
+            && !units.is_dir()
+        {
+            return Err(bad(
+                "agent.units",
+                format!("{}: no such directory", units.display()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && !h.starts_with('-')
+        && !h.ends_with('-')
+        && h.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Debian policy §5.6.1, plus an optional `:arch` qualifier.
+fn valid_package(p: &str) -> bool {
+    let name = p.split_once(':').map_or(p, |(n, _)| n);
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_default_is_the_default() {
+        let parsed = parse("default.yml", DEFAULT_CONFIG).unwrap();
+        assert_eq!(parsed, Machine::default());
+        parsed.validate("default.yml").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("m.yml", "name: x\ndisks:\n  root_size: 2G\n  rot_size: 1G\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("m.yml:4:3: unknown field `rot_size`"), "{msg}");
+    }
+
+    #[test]
+    fn sizes_accept_units_and_reject_nonsense() {
+        let m = parse("m.yml", "disks:\n  root_size: 3G\n  volatile_size: 536870912\n").unwrap();
+        assert_eq!(m.disks.root_size, Size::gib(3));
+        assert_eq!(m.disks.volatile_size, Size::mib(512));
+        let err = parse("m.yml", "disks:\n  root_size: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("m.yml:2:"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut m = Machine::default();
+        m.outputs.vagrant_box = true;
+        let err = m.validate("m.yml").unwrap_err().to_string();
+        assert!(err.starts_with("m.yml: outputs.vagrant_box: reserved"), "{err}");
+        let mut m = Machine::default();
+        m.base.extra_packages = vec!["Bad Name".into()];
+        let err = m.validate("m.yml").unwrap_err().to_string();
+        assert!(err.contains("base.extra_packages"), "{err}");
+        let mut m = Machine::default();
+        m.base.mirror = Some("deb.example".into());
+        assert!(
+            m.validate("m.yml")
+                .unwrap_err()
+                .to_string()
+                .contains("base.mirror")
+        );
+    }
+
+    #[test]
+    fn package_list_is_sorted_and_unique() {
+        let mut m = Machine::default();
+        m.base.extra_packages = vec!["nginx".into(), "aaa-tool".into()];
+        let list = m.package_list();
+        assert_eq!(list[0], "aaa-tool");
+        assert_eq!(list.iter().filter(|p| *p == "nginx").count(), 1);
+    }
+}

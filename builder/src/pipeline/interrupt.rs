@@ -1,0 +1,68 @@
+//! SIGINT/SIGTERM during a build: the handler only sets a flag and passes the signal on to our
+//! direct children (mmdebstrap, mke2fs, qemu-img), so the running step fails, the error
+//! unwinds normally and every temporary file is removed by its guard's `Drop`. Nothing is left
+//! under a final name and the rootfs cache only ever holds complete archives.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use host_util::{CommandExt, Tool};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static INSTALL: Once = Once::new();
+
+const KILL: Tool = Tool::new("kill", "procps");
+
+/// The build was interrupted by a signal.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: the build was stopped by a signal; temporary files were removed")]
+pub struct Interrupted;
+
+/// Installs the handler once per process. Without it a signal kills the process outright and
+/// temporary files stay behind (still never under a final name).
+pub fn install() {
+    INSTALL.call_once(|| {
+        let result = ctrlc::set_handler(|| {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            forward_to_children();
+        });
+        if let Err(e) = result {
+            tracing::warn!("installing the SIGINT handler: {e}");
+        }
+    });
+}
+
+/// Whether a signal arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Err(Interrupted) once a signal arrived: call between steps.
+pub fn check() -> Result<(), Interrupted> {
+    if interrupted() { Err(Interrupted) } else { Ok(()) }
+}
+
+/// Our direct children, from /proc/self/task/*/children (one line of pids per thread).
+fn children() -> Vec<String> {
+    let mut pids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(text.split_whitespace().map(str::to_string));
+        }
+    }
+    pids
+}
+
+fn forward_to_children() {
+    let pids = children();
+    if pids.is_empty() {
+        return;
+    }
+    if let Ok(mut cmd) = KILL.command() {
+        // Children that already exited (they got the terminal's SIGINT too) make kill fail: fine.
+        let _ = cmd.arg("-INT").args(&pids).run_checked();
+    }
+}
