@@ -227,7 +227,7 @@ pub fn capacity(size: u64) -> Capacity {
     let groups = blocks.div_ceil(32768);
     let inodes = size / 16384;
     // Reserved GDT blocks and their backups grow slowly with the size; measured on 16M..50G.
-    let slack = (blocks / 256).max(1024);
+    let slack = blocks / 256 + 64;
     let overhead = journal_blocks(blocks) + inodes * 256 / 4096 + groups * 2 + slack;
     Capacity {
         blocks: blocks.saturating_sub(overhead),
@@ -285,5 +285,48 @@ mod tests {
             "{features}"
         );
         assert!(dumpe2fs.contains("Block size:               4096"), "{dumpe2fs}");
+    }
+
+    #[test]
+    fn capacity_estimate_is_a_little_below_what_mke2fs_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [16u64 << 20, 256 << 20, 4 << 30] {
+            let img = dir.path().join(format!("{size}.raw"));
+            std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+            let spec = Ext4Spec {
+                offset: 0,
+                size,
+                label: "cap".into(),
+                uuid: "11111111-2222-4333-8444-555555555555".into(),
+                hash_seed: "11111111-2222-4333-8444-555555555556".into(),
+                timestamp: 0,
+            };
+            make_ext4_on_zeros(&img, &spec, &Ext4Contents::Empty).unwrap();
+            let h = Command::new("dumpe2fs")
+                .arg("-h")
+                .arg(&img)
+                .run_stdout()
+                .expect("dumpe2fs (e2fsprogs)");
+            let field = |k: &str| -> u64 {
+                let l = h
+                    .lines()
+                    .find(|l| l.starts_with(k))
+                    .unwrap_or_else(|| panic!("{k}: {h}"));
+                l[k.len()..].trim().parse().unwrap()
+            };
+            let (free, inodes) = (field("Free blocks:"), field("Free inodes:"));
+            let c = capacity(size);
+            assert!(
+                c.blocks <= free && c.blocks * 100 >= free * 90,
+                "{size}: estimate {c:?}, free {free}"
+            );
+            assert!(c.inodes <= inodes, "{size}: estimate {c:?}, free inodes {inodes}");
+            assert!(
+                std::fs::metadata(&img)
+                    .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+                    .unwrap()
+                    < size / 50
+            );
+        }
     }
 }

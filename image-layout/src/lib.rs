@@ -21,9 +21,10 @@ pub mod seed;
 pub mod system;
 pub mod tar;
 pub mod tree;
+pub mod walk;
 
+pub use data::{ArrayReport, DataDiskError, DataDiskReport, write_data_disks};
 pub use plan::{
     DataDiskPlan, ExtraFile, ExtraKind, PlanError, Seed, Size, SystemDiskPlan, TableKind, TreeSource,
 };
-pub use data::{ArrayReport, DataDiskError, DataDiskReport, write_data_disks};
 pub use system::{PartitionReport, SystemDiskError, SystemDiskReport, write_system_disk};

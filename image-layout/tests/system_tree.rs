@@ -162,7 +162,7 @@ fn bad_input_is_named_and_leaves_no_output() {
     // 40 MiB of incompressible data cannot fit a 32M root.
     let mut big = vec![0u8; 40 << 20];
     for (i, b) in big.iter_mut().enumerate() {
-        *b = (i * 2_654_435_761 >> 13) as u8;
+        *b = ((i * 2_654_435_761) >> 13) as u8;
     }
     std::fs::write(tree_dir.join("big"), &big).unwrap();
     let mut p = plan(TableKind::Mbr, "bad");
