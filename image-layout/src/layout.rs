@@ -87,6 +87,12 @@ impl Layout {
                     "{key} {size}: expected a multiple of 4096 bytes (the ext4 block size)"
                 )));
             }
+            if size.bytes() < MIN_EXT4 {
+                return Err(PlanError(format!(
+                    "{key} {size} is too small, expected at least {}",
+                    Size(MIN_EXT4)
+                )));
+            }
         }
         for (key, label) in [
             ("root_label", &plan.root_label),
