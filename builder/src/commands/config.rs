@@ -1,8 +1,19 @@
-//! `ecs-build config new|check|seed|dns`.
+//! `ecs-build config new|check|seed|dns`: an appliance's env.yml with fresh key material, its
+//! cloud-init seed and paper backup; checking it; re-making the seed; its DNS records.
+//! The env.yml model and key generation live in `appliance_env`; this module wires files,
+//! flags and exit codes (every user mistake is `BadInput`, exit 2) around it.
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
+use appliance_env::Env;
+use appliance_env::keygen::{self, OsRng};
 use clap::Args;
+use host_util::{AtomicDir, write_atomic};
+
+use crate::error::BadInput;
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
@@ -23,9 +34,142 @@ pub struct NewArgs {
     pub force: bool,
 }
 
+/// The seed's and the printout's timestamp: SOURCE_DATE_EPOCH if set, else now.
+fn timestamp() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => s.trim().parse().map_err(|_| {
+            BadInput::new(format!(
+                "SOURCE_DATE_EPOCH: expected seconds since 1970, found `{s}`"
+            ))
+            .into()
+        }),
+        Err(_) => Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)),
+    }
+}
+
+/// Reads an operator's public key file: every non-comment line must be an OpenSSH public key.
+fn read_ssh_keys(path: &Path) -> anyhow::Result<Vec<keygen::AuthorizedKey>> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| BadInput::new(format!("--ssh-key {}: reading: {e}", path.display())))?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = keygen::parse_authorized_key(line)
+            .map_err(|e| BadInput::new(format!("--ssh-key {}:{}: {e}", path.display(), i + 1)))?;
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(BadInput::new(format!(
+            "--ssh-key {}: expected an OpenSSH public key, found none",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(keys)
+}
+
+fn bad_env(err: appliance_env::EnvError) -> anyhow::Error {
+    BadInput::new(err.to_string()).into()
+}
+
+fn warn_all(warnings: &[appliance_env::Warning]) {
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+/// The NoCloud seed files for env.yml bytes.
+fn seed_files(env: &Env, env_bytes: &[u8]) -> cloud_init::SeedFiles {
+    cloud_init::SeedFiles {
+        user_data: env_bytes.to_vec(),
+        meta_data: cloud_init::meta_data(&appliance_env::instance_id(env_bytes), &env.appliance.domain)
+            .into_bytes(),
+        network_config: None,
+    }
+}
+
 impl NewArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("config new: not implemented yet")
+        // Everything the operator gave is checked before any key is made or file written.
+        appliance_env::check_domain(&self.domain).map_err(|e| BadInput::new(format!("--domain: {e}")))?;
+        let mut operator_keys = Vec::new();
+        for path in &self.ssh_keys {
+            operator_keys.extend(read_ssh_keys(path)?);
+        }
+        let extra = match &self.extra {
+            Some(path) => Some((
+                fs::read_to_string(path)
+                    .map_err(|e| BadInput::new(format!("--extra {}: reading: {e}", path.display())))?,
+                path.display().to_string(),
+            )),
+            None => None,
+        };
+        let out = self.out.clone().unwrap_or_else(|| PathBuf::from(&self.domain));
+        if fs::symlink_metadata(&out).is_ok() && !self.force {
+            return Err(BadInput::new(format!(
+                "{} already exists (use --force to replace it)",
+                out.display()
+            ))
+            .into());
+        }
+        let ts = timestamp()?;
+
+        tracing::info!("generating key material for {}", self.domain);
+        let mut env = Env::generate(&self.domain, &mut OsRng, SystemTime::now()).map_err(|e| match e {
+            keygen::GenerateError::Domain(m) => anyhow::Error::new(BadInput::new(format!("--domain: {m}"))),
+            other => anyhow::Error::new(other).context("generating key material"),
+        })?;
+        if let Some((text, file)) = &extra {
+            let (merged, warnings) = env.merge_yaml_str(text, file).map_err(bad_env)?;
+            warn_all(&warnings);
+            env = merged;
+        }
+        for key in &operator_keys {
+            if !env.ssh_authorized_keys.contains(&key.line) {
+                env.ssh_authorized_keys.push(key.line.clone());
+            }
+        }
+        env.validate("env.yml").map_err(bad_env)?;
+
+        let yaml = env.to_yaml();
+        // The file we write must read back as exactly this env.
+        let (reread, _) =
+            Env::from_yaml_str(&yaml, "env.yml (generated)").context("re-reading the generated env.yml")?;
+        anyhow::ensure!(
+            reread == env,
+            "the generated env.yml does not read back as written"
+        );
+        let bytes = yaml.into_bytes();
+        let seed = cloud_init::iso_image(&seed_files(&env, &bytes), ts).context("writing the seed ISO")?;
+        let pdf = paper_backup::print_pdf(&bytes, &self.domain, ts).context("printing env.pdf")?;
+
+        let dir = AtomicDir::create(&out, 0o700, self.force)
+            .with_context(|| format!("creating {}", out.display()))?;
+        for (name, data) in [("env.yml", &bytes), ("seed.iso", &seed), ("env.pdf", &pdf)] {
+            let path = dir.path().join(name);
+            write_atomic(&path, data, 0o600)
+                .with_context(|| format!("writing {}", out.join(name).display()))?;
+        }
+        dir.commit()
+            .with_context(|| format!("moving {} into place", out.display()))?;
+
+        println!("SSH host keys of {}:", self.domain);
+        for (name, public) in env.ssh_keys.iter().filter(|(k, _)| k.ends_with("_public")) {
+            if let Ok(key) = keygen::parse_authorized_key(public) {
+                println!("  {} {}", key.fingerprint, name.trim_end_matches("_public"));
+            }
+        }
+        for name in ["env.yml", "seed.iso", "env.pdf"] {
+            println!("wrote {}", out.join(name).display());
+        }
+        println!("env.yml and seed.iso hold every secret of the appliance: keep them private.");
+        Ok(())
     }
 }
 
@@ -37,7 +181,15 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("config check: not implemented yet")
+        let (_, warnings) = Env::load(&self.env).map_err(bad_env)?;
+        warn_all(&warnings);
+        println!(
+            "{}: valid ({} warning{})",
+            self.env.display(),
+            warnings.len(),
+            if warnings.len() == 1 { "" } else { "s" }
+        );
+        Ok(())
     }
 }
 
@@ -55,7 +207,27 @@ pub struct SeedArgs {
 
 impl SeedArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("config seed: not implemented yet")
+        let bytes =
+            fs::read(&self.env).map_err(|e| BadInput::new(format!("reading {}: {e}", self.env.display())))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| BadInput::new(format!("{}: expected UTF-8 text: {e}", self.env.display())))?;
+        let (env, warnings) = Env::from_yaml_str(text, &self.env.display().to_string()).map_err(bad_env)?;
+        warn_all(&warnings);
+        let ts = timestamp()?;
+        let files = seed_files(&env, &bytes);
+        let image = if self.vfat {
+            cloud_init::fat_image(&files, ts, appliance_env::seed_volume_id(&bytes))
+        } else {
+            cloud_init::iso_image(&files, ts)
+        }
+        .map_err(|e| BadInput::new(format!("{}: {e}", self.env.display())))?;
+        write_atomic(&self.output, &image, 0o600)
+            .with_context(|| format!("writing {}", self.output.display()))?;
+        println!(
+            "wrote {} (it holds env.yml: keep it private)",
+            self.output.display()
+        );
+        Ok(())
     }
 }
 
@@ -67,6 +239,11 @@ pub struct DnsArgs {
 
 impl DnsArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("config dns: not implemented yet")
+        let (env, warnings) = Env::load(&self.env).map_err(bad_env)?;
+        warn_all(&warnings);
+        let records =
+            keygen::dns_records(&env).map_err(|e| BadInput::new(format!("{}: {e}", self.env.display())))?;
+        print!("{records}");
+        Ok(())
     }
 }
