@@ -1,8 +1,10 @@
 //! ext4 filesystems made by `mke2fs` straight into a byte range of the disk file.
 //!
-//! mke2fs writes only the blocks it uses, so the disk stays sparse. Contents come from
-//! `mke2fs -d`: a directory, or a tarball (e2fsprogs >= 1.47.1 with libarchive), whose
-//! ownership is taken from the archive; that is how a rootless build gets root-owned files.
+//! mke2fs writes only the blocks it uses, so the disk stays sparse (on a fresh file,
+//! `make_ext4_on_zeros` also skips zeroing journal and inode tables). Contents come from
+//! `mke2fs -d`: a directory, a tarball, or a tar stream on stdin (e2fsprogs >= 1.47.1 with
+//! libarchive), whose ownership is taken from the archive; that is how a rootless build gets
+//! root-owned files. The system disk streams its root this way (`tree`).
 //! UUID and hash seed come from the plan's seed, and every timestamp mke2fs makes itself
 //! from `SOURCE_DATE_EPOCH`/`E2FSPROGS_FAKE_TIME`, so the same inputs give the same bytes.
 
