@@ -35,7 +35,7 @@ pub enum KeygenError {
     X509(String),
     #[error("generating the SSH host key {name}: {message}")]
     Ssh { name: &'static str, message: String },
-    #[error("reading appliance.dkim.key: {0}")]
+    #[error("appliance.dkim.key: {0}")]
     DkimKey(String),
 }
 

@@ -1,0 +1,258 @@
+//! `ecs-build config new`: the output folder, its modes, what the seed and the tools see, and
+//! one-line exit-2 errors that leave nothing behind.
+
+mod config_common;
+
+use std::path::Path;
+
+use appliance_env::Env;
+use config_common::*;
+use host_util::CommandExt;
+
+fn new_config(dir: &Path, extra: &[&str]) -> (std::path::PathBuf, Run) {
+    let out = dir.join("appliance");
+    let pubkey = operator_key(dir);
+    let r = run(ecs_build()
+        .args(["config", "new", "--domain", "ecs.example.org", "--ssh-key"])
+        .arg(&pubkey)
+        .arg("--out")
+        .arg(&out)
+        .args(extra));
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    (out, r)
+}
+
+#[test]
+fn writes_env_seed_and_pdf_privately() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, r) = new_config(dir.path(), &[]);
+    assert_eq!(listing(dir.path()), ["appliance", "operator", "operator.pub"]);
+    assert_eq!(listing(&out), ["env.pdf", "env.yml", "seed.iso"]);
+    assert_eq!(mode(&out), 0o700);
+    for name in ["env.yml", "seed.iso", "env.pdf"] {
+        assert_eq!(mode(&out.join(name)), 0o600, "{name}");
+    }
+    let text = std::fs::read_to_string(out.join("env.yml")).unwrap();
+    assert!(text.starts_with("#cloud-config\n"));
+    let (env, warnings) = Env::load(&out.join("env.yml")).unwrap();
+    assert!(warnings.is_empty());
+    let operator = std::fs::read_to_string(dir.path().join("operator.pub")).unwrap();
+    assert_eq!(env.ssh_authorized_keys, [operator.trim()]);
+    assert!(std::fs::read(out.join("env.pdf")).unwrap().starts_with(b"%PDF"));
+
+    // The host key fingerprints printed are those ssh-keygen computes; no secret is printed.
+    for kind in ["ed25519", "rsa"] {
+        let public = dir.path().join(format!("{kind}.pub"));
+        std::fs::write(&public, &env.ssh_keys[&format!("{kind}_public")]).unwrap();
+        let listed = tool("ssh-keygen", "openssh-client")
+            .arg("-l")
+            .arg("-f")
+            .arg(&public)
+            .run_stdout()
+            .unwrap();
+        let fingerprint = listed.split_whitespace().nth(1).unwrap();
+        assert!(
+            r.stdout.contains(&format!("{fingerprint} {kind}")),
+            "{fingerprint} not in {}",
+            r.stdout
+        );
+    }
+    for name in ["env.yml", "seed.iso", "env.pdf"] {
+        assert!(
+            r.stdout.contains(&out.join(name).display().to_string()),
+            "{}",
+            r.stdout
+        );
+    }
+    for printed in [&r.stdout, &r.stderr] {
+        assert!(
+            !printed.contains("PRIVATE KEY") && !printed.contains("SECRET_KEY"),
+            "{printed}"
+        );
+        assert!(!printed.contains(&env.ssh_keys["ed25519_private"][40..80]));
+    }
+
+    // The seed carries env.yml as user-data, byte for byte.
+    let extracted = dir.path().join("user-data");
+    tool("xorriso", "xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(out.join("seed.iso"))
+        .args(["-extract", "/user-data"])
+        .arg(&extracted)
+        .run_checked()
+        .unwrap();
+    assert_eq!(std::fs::read(&extracted).unwrap(), text.as_bytes());
+    let blkid = tool("blkid", "util-linux")
+        .arg("-p")
+        .arg(out.join("seed.iso"))
+        .run_stdout()
+        .unwrap();
+    assert!(
+        blkid.contains("LABEL=\"cidata\"") && blkid.contains("TYPE=\"iso9660\""),
+        "{blkid}"
+    );
+
+    // cloud-init accepts it, and PyYAML reads what we read.
+    let schema = tool("cloud-init", "cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(out.join("env.yml"))
+        .run_stdout()
+        .unwrap();
+    assert!(schema.contains("Valid cloud-config"), "{schema}");
+    let json = tool("/usr/bin/python3", "python3-yaml")
+        .arg("-c")
+        .arg("import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))")
+        .arg(out.join("env.yml"))
+        .run_stdout()
+        .unwrap();
+    let pyyaml: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(pyyaml, serde_json::to_value(&env).unwrap());
+
+    // `config check` agrees; `config seed` remakes the same ISO from the same env.yml.
+    let check = run(ecs_build().args(["config", "check"]).arg(out.join("env.yml")));
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let again = dir.path().join("again.iso");
+    let seed = run(ecs_build()
+        .args(["config", "seed"])
+        .arg(out.join("env.yml"))
+        .arg("-o")
+        .arg(&again));
+    assert_eq!(seed.code, 0, "{}", seed.stderr);
+    assert_eq!(mode(&again), 0o600);
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(out.join("seed.iso")).unwrap());
+}
+
+#[test]
+fn extra_values_are_merged_and_force_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("extra.yml");
+    std::fs::write(
+        &extra,
+        "appliance:\n  update:\n    automatic: false\n    oncalendar: '12:30'\n  allowed_hosts: x\necs:\n  first_user:\n    email: office@example.org\n    first_name: Jane\n    last_name: Doe\n    gender: f\ntimezone: Europe/Vienna\n",
+    )
+    .unwrap();
+    let (out, first) = new_config(dir.path(), &["--extra", extra.to_str().unwrap()]);
+    assert!(
+        first.stderr.contains("appliance.allowed_hosts"),
+        "warning expected: {}",
+        first.stderr
+    );
+    let (env, _) = Env::load(&out.join("env.yml")).unwrap();
+    assert!(!env.appliance.update.automatic);
+    assert_eq!(env.appliance.update.oncalendar, "12:30");
+    assert_eq!(env.ecs.first_user.as_ref().unwrap().last_name, "Doe");
+    assert_eq!(env.cloud_config["timezone"], serde_json::json!("Europe/Vienna"));
+
+    let before = std::fs::read(out.join("env.yml")).unwrap();
+    let (_, _) = new_config(dir.path(), &["--force"]);
+    let after = std::fs::read(out.join("env.yml")).unwrap();
+    assert_ne!(before, after, "--force writes fresh keys");
+    assert_eq!(
+        listing(dir.path()),
+        ["appliance", "extra.yml", "operator", "operator.pub"]
+    );
+}
+
+/// Exit 2, one line naming the problem, and the parent folder unchanged.
+fn refused(dir: &Path, args: &[&str], needle: &str) {
+    let before = listing(dir);
+    let r = run(ecs_build().current_dir(dir).args(["config", "new"]).args(args));
+    assert_bad_input(&r, needle);
+    assert_eq!(listing(dir), before, "nothing may be left behind");
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("malformed.pub"),
+        "ssh-ed25519 this-is-not-base64 me@host\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("misspelt.yml"),
+        "appliance:\n  metric:\n    exportr: true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("wrongtype.yml"),
+        "ecs:\n  userswitcher:\n    enabled: sometimes\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("taken")).unwrap();
+    std::fs::write(d.join("taken/keep"), "x").unwrap();
+
+    refused(
+        d,
+        &["--domain", "not a domain"],
+        "--domain: expected a domain name",
+    );
+    refused(d, &["--domain=-bad.example.org", "--out", "o"], "--domain:");
+    refused(
+        d,
+        &[
+            "--domain",
+            "ecs.example.org",
+            "--ssh-key",
+            "missing.pub",
+            "--out",
+            "o",
+        ],
+        "--ssh-key missing.pub: reading:",
+    );
+    refused(
+        d,
+        &[
+            "--domain",
+            "ecs.example.org",
+            "--ssh-key",
+            "malformed.pub",
+            "--out",
+            "o",
+        ],
+        "--ssh-key malformed.pub:1: expected an OpenSSH public key",
+    );
+    refused(
+        d,
+        &["--domain", "ecs.example.org", "--out", "taken"],
+        "taken already exists (use --force to replace it)",
+    );
+    assert_eq!(std::fs::read_to_string(d.join("taken/keep")).unwrap(), "x");
+    refused(
+        d,
+        &[
+            "--domain",
+            "ecs.example.org",
+            "--extra",
+            "misspelt.yml",
+            "--out",
+            "o",
+        ],
+        "misspelt.yml:3:5: appliance.metric.exportr: unknown key; did you mean `appliance.metric.exporter`?",
+    );
+    refused(
+        d,
+        &[
+            "--domain",
+            "ecs.example.org",
+            "--extra",
+            "wrongtype.yml",
+            "--out",
+            "o",
+        ],
+        "wrongtype.yml:3:5: ecs.userswitcher.enabled:",
+    );
+    refused(
+        d,
+        &[
+            "--domain",
+            "ecs.example.org",
+            "--extra",
+            "absent.yml",
+            "--out",
+            "o",
+        ],
+        "--extra absent.yml: reading:",
+    );
+}
