@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use host_util::AtomicFile;
 
-use crate::ext4::{Ext4Contents, Ext4Error, Ext4Spec, make_ext4};
+use crate::ext4::{Ext4Contents, Ext4Error, Ext4Spec, make_ext4_on_zeros};
 use crate::lvm::{self, LvText, PvSpec, VgText};
 use crate::md::{self, ArraySpec, MemberSpec};
 use crate::plan::{DataDiskPlan, PlanError, Seed, Size};
@@ -125,7 +125,8 @@ pub fn write_data_disks(plan: &DataDiskPlan, outputs: &[PathBuf]) -> Result<Data
         let mut out = AtomicFile::create(path, 0o644).map_err(io)?;
         write_disk(plan, &layout, i, out.file()).map_err(io)?;
         // mke2fs writes the same bytes into each member: same UUID, hash seed and times.
-        make_ext4(out.temp_path(), &layout.fs, &Ext4Contents::Empty).map_err(|source| {
+        // The file is fresh and sparse, so the LV reads as zeros and need not be zeroed.
+        make_ext4_on_zeros(out.temp_path(), &layout.fs, &Ext4Contents::Empty).map_err(|source| {
             DataDiskError::Ext4 {
                 path: path.clone(),
                 source,
