@@ -165,6 +165,9 @@ fn build_command(f: &Fixture, machine: &Path, out: &Path) -> Command {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         ),
         ("SOURCE_DATE_EPOCH", EPOCH.to_string()),
+        // mke2fs reads the base tarball through libarchive, which needs a UTF-8 locale for
+        // non-ASCII file names (image-layout should set this itself; reported).
+        ("LC_ALL", "C.UTF-8".to_string()),
     ];
     let mut cmd = as_build_user(Path::new(BIN), USER, &env).unwrap_or_else(|e| panic!("{e:#}"));
     cmd.args(["--json", "image", "--config"])
@@ -531,7 +534,7 @@ fn image_boots_from_its_own_grub_with_seed_and_blank_data_disk() {
         serial_log: f.work.join("boot-console.log"),
     })
     .unwrap_or_else(|e| panic!("{e:#}"));
-    let minutes = |m| Duration::from_secs(60 * m);
+    let minutes = |m: u64| Duration::from_secs(60 * m);
     vm.wait_for("Linux version", minutes(10))
         .unwrap_or_else(|e| panic!("{e:#}"));
     vm.wait_for("Cloud-init v.", minutes(20))

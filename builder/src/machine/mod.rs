@@ -142,6 +142,7 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "sudo",
     "less",
     "xz-utils",
+    "xorriso",
 ];
 
 impl Default for Machine {

@@ -42,10 +42,10 @@ pub fn check() -> Result<(), Interrupted> {
     if interrupted() { Err(Interrupted) } else { Ok(()) }
 }
 
-/// Our direct children, from /proc/self/task/*/children (one line of pids per thread).
-fn children() -> Vec<String> {
+/// Children of `pid`, from /proc/<pid>/task/*/children (one line of pids per thread).
+fn children_of(pid: &str) -> Vec<String> {
     let mut pids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return pids;
     };
     for task in tasks.flatten() {
@@ -54,6 +54,18 @@ fn children() -> Vec<String> {
         }
     }
     pids
+}
+
+/// Every descendant: mmdebstrap's apt and dpkg run in a user namespace we own, where the
+/// terminal's SIGINT would reach them but a signal to mmdebstrap alone would not.
+fn children() -> Vec<String> {
+    let mut all = Vec::new();
+    let mut queue = children_of("self");
+    while let Some(pid) = queue.pop() {
+        queue.extend(children_of(&pid));
+        all.push(pid);
+    }
+    all
 }
 
 fn forward_to_children() {

@@ -116,7 +116,7 @@ pub fn source_date_epoch(dir: &Path) -> anyhow::Result<u64> {
 
 fn agent_version(agent: &Path) -> String {
     match std::process::Command::new(agent).arg("--version").run_stdout() {
-        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        Ok(s) if !s.trim().is_empty() => s.lines().next().unwrap_or_default().trim().to_string(),
         Ok(_) => "unknown".into(),
         Err(e) => {
             tracing::warn!("asking the agent for its version: {e}");

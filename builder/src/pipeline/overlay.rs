@@ -222,6 +222,12 @@ pub fn build(machine: &Machine) -> anyhow::Result<Overlay> {
             ExtraKind::Bytes(CLOUD_CFG.into()),
             0o644,
         ),
+        // Masked: ecs-frontend.service (the agent's) runs nginx with its own config on port 80.
+        file(
+            &format!("{UNIT_DIR}/nginx.service"),
+            ExtraKind::Symlink("/dev/null".into()),
+            0o777,
+        ),
     ];
     extras.extend(unit_files);
     for image in &machine.images {
