@@ -123,6 +123,7 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "cloud-init",
     "cloud-guest-utils",
     "docker.io",
+    "docker-cli",
     "docker-compose",
     "lvm2",
     "mdadm",
