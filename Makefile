@@ -24,9 +24,18 @@ test:
 bench: build
 	./scripts/bench.sh
 
-## A fresh env.yml, seed ISO and paper backup for $(DOMAIN) under out/.
+## A fresh env.yml, seed ISO and paper backup for $(DOMAIN) under out/ (replaces an existing one).
 config: build
 	./target/release/ecs-build config new --domain $(DOMAIN) --out out/$(DOMAIN) --force
+
+# The env.yml examples/machine.yml points at; made once, kept across image builds.
+out/$(DOMAIN)/env.yml:
+	$(CARGO) build --release -p ecs-build
+	./target/release/ecs-build config new --domain $(DOMAIN) --out out/$(DOMAIN)
+
+## The main job: a bootable appliance image from examples/machine.yml (raw, qcow2, manifest, seed, packer).
+image: build out/$(DOMAIN)/env.yml
+	./target/release/ecs-build image --config examples/machine.yml
 
 fmt:
 	$(CARGO) fmt --all

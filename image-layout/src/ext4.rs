@@ -94,6 +94,8 @@ fn command_with(
         .env("E2FSPROGS_FAKE_TIME", spec.timestamp.to_string())
         // Never read the host's /etc/mke2fs.conf: builds must not depend on the build machine.
         .env("MKE2FS_CONFIG", conf.path())
+        // libarchive refuses non-ASCII tar names in the C locale; names are bytes to us.
+        .env("LC_ALL", "C.UTF-8")
         .args([
             "-q", "-F", "-t", "ext4", "-T", "default", "-b", "4096", "-I", "256", "-m", "0",
         ])

@@ -37,7 +37,7 @@ mkdir -p "$work/home" "$work/cache"
 [ "$(id -u)" -ne 0 ] || chown -R ecsbuild: "$work"
 
 run() { # run as the build user with a clean environment
-  "${as_user[@]}" env -i LC_ALL=C.UTF-8 HOME="$work/home" XDG_CACHE_HOME="$work/cache" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  "${as_user[@]}" env -i HOME="$work/home" XDG_CACHE_HOME="$work/cache" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     SOURCE_DATE_EPOCH=1700000000 "$@"
 }
 now() { date +%s.%N; }
