@@ -96,7 +96,7 @@ fn read_luma(scan: &str, w: usize, h: usize, luma: Vec<u8>) -> (ScanCodes, Vec<u
             idle = 0;
         }
     }
-    while img.turns % 4 != 0 {
+    while !img.turns.is_multiple_of(4) {
         img.turn();
     }
     img.look(

@@ -55,12 +55,15 @@ pub fn render(data: &[u8], title: &str, timestamp: u64, payloads: &[String]) -> 
     let header = Header {
         title: format!("env.yml of {shown_title}"),
         summary: format!(
-            "printed {}   {} bytes   {} QR code(s) on page(s) {}-{}",
+            "printed {}   {} bytes   {} QR code(s) on {}",
             date::display(timestamp),
             data.len(),
             payloads.len(),
-            text_pages + 1,
-            pages
+            if qr_pages == 1 {
+                format!("page {pages}")
+            } else {
+                format!("pages {}-{pages}", text_pages + 1)
+            }
         ),
         sha: format!("sha256 {sha}"),
         pages,
