@@ -211,7 +211,9 @@ fn gpg_imports_each_key_and_round_trips_with_the_backup_key() {
             "{listing}"
         );
         assert!(
-            listing.lines().any(|l| l.starts_with("uid:") && l.split(':').nth(9) == Some(name)),
+            listing
+                .lines()
+                .any(|l| l.starts_with("uid:") && l.split(':').nth(9) == Some(name)),
             "{listing}"
         );
         let packets = gpg(home.path())

@@ -42,12 +42,6 @@ pub fn load_machine(path: &std::path::Path) -> anyhow::Result<LoadedMachine> {
     })
 }
 
-/// The global `--json` flag. The logger owns it (see `crate::logging`); progress only needs to
-/// know whether to draw spinners, so it is read from the command line here.
-fn json_requested() -> bool {
-    std::env::args_os().any(|a| a == "--json")
-}
-
 impl ImageArgs {
     pub fn run(self) -> anyhow::Result<()> {
         if self.print_default_config {
@@ -60,7 +54,7 @@ impl ImageArgs {
             version: self.version,
             out: self.out,
             refresh_base: self.refresh_base,
-            json: json_requested(),
+            json: crate::logging::json_enabled(),
         };
         let report = pipeline::build(&loaded, &opts)?;
         println!("{}", report.manifest.display());
