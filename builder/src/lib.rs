@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod epoch;
 pub mod error;
 pub mod logging;
 pub mod machine;

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use appliance_env::Env;
@@ -32,22 +32,6 @@ pub struct NewArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     pub force: bool,
-}
-
-/// The seed's and the printout's timestamp: SOURCE_DATE_EPOCH if set, else now.
-fn timestamp() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) => s.trim().parse().map_err(|_| {
-            BadInput::new(format!(
-                "SOURCE_DATE_EPOCH: expected seconds since 1970, found `{s}`"
-            ))
-            .into()
-        }),
-        Err(_) => Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)),
-    }
 }
 
 /// Reads an operator's public key file: every non-comment line must be an OpenSSH public key.
@@ -118,7 +102,7 @@ impl NewArgs {
             ))
             .into());
         }
-        let ts = timestamp()?;
+        let ts = crate::epoch::source_date_epoch_or_now()?;
 
         tracing::info!("generating key material for {}", self.domain);
         let mut env = Env::generate(&self.domain, &mut OsRng, SystemTime::now()).map_err(|e| match e {
@@ -213,7 +197,7 @@ impl SeedArgs {
             .map_err(|e| BadInput::new(format!("{}: expected UTF-8 text: {e}", self.env.display())))?;
         let (env, warnings) = Env::from_yaml_str(text, &self.env.display().to_string()).map_err(bad_env)?;
         warn_all(&warnings);
-        let ts = timestamp()?;
+        let ts = crate::epoch::source_date_epoch_or_now()?;
         let files = seed_files(&env, &bytes);
         let image = if self.vfat {
             cloud_init::fat_image(&files, ts, appliance_env::seed_volume_id(&bytes))

@@ -44,26 +44,17 @@ fn size(flag: &str, value: &str) -> anyhow::Result<Size> {
         .map_err(|e| BadInput::new(format!("--{flag}: {e}")).into())
 }
 
-/// SOURCE_DATE_EPOCH, or 0 when unset.
-fn timestamp() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Err(_) => Ok(0),
-        Ok(v) => v.trim().parse().map_err(|_| {
-            BadInput::new(format!(
-                "SOURCE_DATE_EPOCH {v:?}: expected seconds since 1970 as a whole number"
-            ))
-            .into()
-        }),
-    }
-}
-
 impl SystemArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let table = match self.table.as_str() {
             "gpt" => TableKind::Gpt,
             _ => TableKind::Mbr,
         };
-        let mut plan = SystemDiskPlan::new(table, Seed(self.seed.clone()), timestamp()?);
+        let mut plan = SystemDiskPlan::new(
+            table,
+            Seed(self.seed.clone()),
+            crate::epoch::source_date_epoch().map(|t| t.unwrap_or(0))?,
+        );
         plan.root_size = size("root-size", &self.root_size)?;
         plan.volatile_size = size("volatile-size", &self.volatile_size)?;
         plan.kernel_cmdline = self.kernel_cmdline.clone();

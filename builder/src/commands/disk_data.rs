@@ -42,7 +42,12 @@ impl DataArgs {
                 s
             }
         };
-        let plan = DataDiskPlan::new(size, self.raid1, Seed(seed), timestamp()?);
+        let plan = DataDiskPlan::new(
+            size,
+            self.raid1,
+            Seed(seed),
+            crate::epoch::source_date_epoch_or_now()?,
+        );
         let report = match write_data_disks(&plan, &self.output) {
             Ok(r) => r,
             Err(DataDiskError::Plan(e)) => return Err(BadInput::new(e.0).into()),
@@ -78,22 +83,6 @@ fn summary(path: &std::path::Path, size: Size, r: &DataDiskReport) -> String {
         ));
     }
     s
-}
-
-/// SOURCE_DATE_EPOCH when set (reproducible builds), else the current time.
-fn timestamp() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse().map_err(|_| {
-            BadInput::new(format!(
-                "SOURCE_DATE_EPOCH={v:?}: expected seconds since the epoch"
-            ))
-            .into()
-        }),
-        Err(_) => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("reading the clock")?
-            .as_secs()),
-    }
 }
 
 /// 16 random bytes from the kernel, as hex.

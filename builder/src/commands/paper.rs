@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
@@ -27,7 +26,7 @@ impl PrintArgs {
         let data = fs::read(&self.env)
             .map_err(|e| BadInput::new(format!("{}: reading: {e}", self.env.display())))?;
         let title = title_of(&self.env, &data);
-        let pdf = paper_backup::print_pdf(&data, &title, timestamp()?)
+        let pdf = paper_backup::print_pdf(&data, &title, crate::epoch::source_date_epoch_or_now()?)
             .map_err(|e| paper_error(e, &self.env))
             .with_context(|| format!("printing {}", self.env.display()))?;
         write_atomic(&self.output, &pdf, 0o600)
@@ -113,20 +112,4 @@ fn paper_error(err: PaperError, input: &Path) -> anyhow::Error {
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(data))
-}
-
-/// The printout's date: SOURCE_DATE_EPOCH if set (reproducible output), else now.
-fn timestamp() -> anyhow::Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) => s.trim().parse().map_err(|_| {
-            BadInput::new(format!(
-                "SOURCE_DATE_EPOCH: expected seconds since 1970, found `{s}`"
-            ))
-            .into()
-        }),
-        Err(_) => Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)),
-    }
 }

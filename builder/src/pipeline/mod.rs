@@ -95,14 +95,8 @@ pub fn version(explicit: Option<&str>, dir: &Path) -> anyhow::Result<String> {
 
 /// SOURCE_DATE_EPOCH, else the commit time of git HEAD where machine.yml is, else 0.
 pub fn source_date_epoch(dir: &Path) -> anyhow::Result<u64> {
-    if let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH") {
-        let s = v.to_string_lossy();
-        return s.trim().parse().map_err(|_| {
-            BadInput::new(format!(
-                "SOURCE_DATE_EPOCH={s:?}: expected whole seconds since 1970"
-            ))
-            .into()
-        });
+    if let Some(t) = crate::epoch::source_date_epoch()? {
+        return Ok(t);
     }
     let from_git = GIT.command().ok().and_then(|mut c| {
         c.current_dir(dir)
