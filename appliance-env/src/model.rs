@@ -18,7 +18,8 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// One appliance's env.yml: cloud-init's keys at the top, the appliance and ECS below.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `Debug` is written by hand: env.yml holds every secret, and a `{:?}` must never print one.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct Env {
     /// Operators' SSH public keys (cloud-init installs them; the agent too).
     pub ssh_authorized_keys: Vec<String>,
@@ -34,6 +35,15 @@ pub struct Env {
     /// Any other top-level cloud-config key: legal cloud-init, passed through untouched.
     #[serde(flatten)]
     pub cloud_config: BTreeMap<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("domain", &self.appliance.domain)
+            .field("ssh_authorized_keys", &self.ssh_authorized_keys.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -272,6 +272,17 @@ fn application_secrets_are_long_and_distinct() {
     assert!(settings.contains(&format!("SECRET_KEY = '{}'", k.secret_key)));
 }
 
+#[test]
+fn debug_output_carries_no_secret() {
+    let env = Env::from_keys(DOMAIN, keys());
+    let shown = format!("{env:?} {env:#?}");
+    assert!(shown.contains(DOMAIN), "{shown}");
+    for secret in [&keys().secret_key, &keys().registration_secret] {
+        assert!(!shown.contains(secret.as_str()), "{shown}");
+    }
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+}
+
 /// PyYAML's reading of a file, as JSON.
 fn pyyaml(path: &Path) -> serde_json::Value {
     let out = tool("/usr/bin/python3", "python3-yaml")
