@@ -29,8 +29,8 @@ config: build
 	./target/release/ecs-build config new --domain $(DOMAIN) --out out/$(DOMAIN) --force
 
 # The env.yml examples/machine.yml points at; made once, kept across image builds.
-out/$(DOMAIN)/env.yml:
-	$(CARGO) build --release -p ecs-build
+# (Built with the whole workspace: a `-p` build unifies features differently and recompiles.)
+out/$(DOMAIN)/env.yml: | build
 	./target/release/ecs-build config new --domain $(DOMAIN) --out out/$(DOMAIN)
 
 ## The main job: a bootable appliance image from examples/machine.yml (raw, qcow2, manifest, seed, packer).
