@@ -8,7 +8,9 @@
 pub mod atomic;
 pub mod command;
 pub mod tool;
+pub mod user;
 
 pub use atomic::{AtomicDir, AtomicFile, write_atomic};
 pub use command::{CommandError, CommandExt};
 pub use tool::{MissingTool, Tool};
+pub use user::is_root;

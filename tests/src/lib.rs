@@ -255,16 +255,7 @@ pub fn as_build_user(program: &Path, user: &str, env: &[(&str, String)]) -> anyh
     Ok(cmd)
 }
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
+pub use host_util::is_root;
 
 /// uid and gid of a user from /etc/passwd.
 pub fn user_ids(user: &str) -> anyhow::Result<(u32, u32)> {

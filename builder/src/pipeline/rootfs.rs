@@ -133,7 +133,7 @@ pub fn ensure(
     let temp = host_util::AtomicFile::create(&tarball, 0o644)
         .with_context(|| format!("creating {}", tarball.display()))?;
     let mut cmd = MMDEBSTRAP.command()?;
-    let mode = if is_root() {
+    let mode = if host_util::is_root() {
         "--mode=root"
     } else {
         "--mode=unshare"
@@ -203,18 +203,6 @@ fn cached(tarball: &Path, meta: &Path, key: &str, inputs: &Inputs) -> anyhow::Re
 fn write_meta(meta: &Path, entry: &Entry) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(entry).context("serializing the cache record")?;
     host_util::write_atomic(meta, &json, 0o644).with_context(|| format!("writing {}", meta.display()))
-}
-
-fn is_root() -> bool {
-    // The effective uid of this process, without unsafe code.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
