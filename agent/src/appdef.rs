@@ -51,7 +51,7 @@ pub struct Hooks {
     /// Run before `migrate` on a restored database (e.g. ECS's premigrate for old dumps).
     #[serde(default)]
     pub premigrate: Option<Vec<String>>,
-    /// Run after `migrate` on a new, empty database.
+    /// Run after every `migrate` (new database and restore), as ECS's prepare_database does.
     #[serde(default)]
     pub bootstrap: Option<Vec<String>>,
 }

@@ -176,6 +176,16 @@ fn hook(compose: &Compose, def: &AppDef, name: &str, argv: &[String]) -> anyhow:
     Ok(())
 }
 
+/// `migrate`, then `bootstrap`: ECS runs its bootstrap after every migrate (it is idempotent and
+/// brings what the new code expects, e.g. workflow and checklist definitions, into the database).
+fn migrate(compose: &Compose, def: &AppDef) -> anyhow::Result<()> {
+    hook(compose, def, "migrate", &def.hooks.migrate)?;
+    if let Some(b) = &def.hooks.bootstrap {
+        hook(compose, def, "bootstrap", b)?;
+    }
+    Ok(())
+}
+
 fn dir_is_empty(dir: &Path) -> anyhow::Result<bool> {
     Ok(std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -246,15 +256,12 @@ pub fn decide(ctx: &Context, compose: &Compose, def: &AppDef, settings: &Setting
             if let Some(pre) = &def.hooks.premigrate {
                 hook(compose, def, "premigrate", pre)?;
             }
-            hook(compose, def, "migrate", &def.hooks.migrate)?;
+            migrate(compose, def)?;
             Ok(format!("{how}, migrated"))
         }
         None => {
             db.create()?;
-            hook(compose, def, "migrate", &def.hooks.migrate)?;
-            if let Some(b) = &def.hooks.bootstrap {
-                hook(compose, def, "bootstrap", b)?;
-            }
+            migrate(compose, def)?;
             Ok(format!(
                 "database {} was {}, created new",
                 db.name,

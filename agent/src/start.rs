@@ -122,7 +122,19 @@ pub fn compose_env(ctx: &Context, env: &LoadedEnv) -> BTreeMap<String, String> {
     vars.insert("AGENT_DUMP_DIR".into(), ctx.dump_dir().display().to_string());
     vars.insert("AGENT_UPSTREAM_PORT".into(), ctx.upstream_port.to_string());
     vars.insert("APPLIANCE_DATABASE".into(), env.settings.database.clone());
+    vars.insert("AGENT_ECS_GIT_REF".into(), ecs_git_ref(&env.vars).to_string());
     vars
+}
+
+/// What the ECS image is built from: the pinned commit (env.yml requires all 40 hex digits, the
+/// only form a git build context can fetch), else the branch.
+fn ecs_git_ref(vars: &BTreeMap<String, String>) -> &str {
+    ["ECS_GIT_COMMITID", "ECS_GIT_BRANCH"]
+        .iter()
+        .filter_map(|k| vars.get(*k))
+        .map(|v| v.trim())
+        .find(|v| !v.is_empty())
+        .unwrap_or("master")
 }
 
 /// Writes the compose project and parses its appliance definition.
@@ -299,4 +311,29 @@ pub fn report_failure(ctx: &Context, unit: &str) -> anyhow::Result<()> {
         report::send(&dsn, &ctx.run_dir, "fatal", &message, &[("unit", unit)])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecs_is_built_from_the_commit_else_the_branch() {
+        let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let commit = "b09f0d57572e0e320e51c8acb0229250892ecfbb";
+        assert_eq!(
+            ecs_git_ref(&vars(&[
+                ("ECS_GIT_BRANCH", "stable"),
+                ("ECS_GIT_COMMITID", commit)
+            ])),
+            commit
+        );
+        assert_eq!(ecs_git_ref(&vars(&[("ECS_GIT_BRANCH", "stable")])), "stable");
+        assert_eq!(ecs_git_ref(&vars(&[("ECS_GIT_COMMITID", "")])), "master");
+    }
 }

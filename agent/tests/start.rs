@@ -90,7 +90,7 @@ fn fresh_start_creates_the_database_and_a_restart_keeps_it() {
     let out = a.start();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(
-        a.step_state("database").1.contains("present (4 tables), kept"),
+        a.step_state("database").1.contains("present (5 tables), kept"),
         "{:?}",
         a.step_state("database")
     );
