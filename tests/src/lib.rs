@@ -3,7 +3,10 @@
 //! on it with a timeout, forward guest ports to 127.0.0.1, run commands over ssh, and always
 //! kill qemu when the `Vm` is dropped (also when a test panics).
 //!
-//! It knows nothing of how images are built; tests hand it files.
+//! It knows nothing of how images are built; tests hand it files. `docker` is the private
+//! dockerd with the fixture container images, shared by the agent tests and the VM tests.
+
+pub mod docker;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -256,6 +259,34 @@ pub fn as_build_user(program: &Path, user: &str, env: &[(&str, String)]) -> anyh
 }
 
 pub use host_util::is_root;
+
+/// The workspace root (this crate's parent directory).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the e2e-tests crate sits in the workspace root")
+}
+
+/// The running test's profile directory (`<target>/debug`): test executables live in its
+/// `deps/` (integration tests and lib tests alike).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("locating the running test executable");
+    let dir = exe.parent().expect("the test executable has a directory");
+    let dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps/ has a parent")
+    } else {
+        dir
+    };
+    dir.to_path_buf()
+}
+
+/// The cargo target directory the running test was built in (also under `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    profile_dir()
+        .parent()
+        .expect("the profile directory has a parent")
+        .to_path_buf()
+}
 
 /// uid and gid of a user from /etc/passwd.
 pub fn user_ids(user: &str) -> anyhow::Result<(u32, u32)> {

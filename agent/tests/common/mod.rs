@@ -1,24 +1,20 @@
-//! Test harness: a private dockerd from Debian's docker.io, the fixture images built locally
-//! (mmdebstrap tarball → `docker import` → `docker build`), and `Appliance`, one temp tree
-//! standing in for an appliance's /data, /volatile, /run and /app, driven through the real
-//! `ecs-agent` binary. Shared by the test binaries; everything is built once per run.
+//! Test harness: `Appliance`, one temp tree standing in for an appliance's /data, /volatile,
+//! /run and /app, driven through the real `ecs-agent` binary, against the private dockerd with
+//! the fixture images from e2e_tests::docker. Shared by the test binaries; everything is built
+//! once per run.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use host_util::{CommandExt, Tool};
 use sha2::{Digest, Sha256};
 
-pub const DOCKERD: Tool = Tool::new("dockerd", "docker.io");
-pub const DOCKER: Tool = Tool::new("docker", "docker.io");
-pub const MMDEBSTRAP: Tool = Tool::new("mmdebstrap", "mmdebstrap");
+pub use e2e_tests::docker::{Harness, command as docker};
+
 pub const COMPOSE: Tool = Tool::new("docker-compose", "docker-compose");
 pub const CURL: Tool = Tool::new("curl", "curl");
 pub const GPG: Tool = Tool::new("gpg", "gnupg");
@@ -34,146 +30,19 @@ fn need(tool: Tool) -> PathBuf {
 }
 
 pub fn require_root() {
-    // SAFETY-free check: /proc/self/status Uid line.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        uid, "0",
+    assert!(
+        e2e_tests::is_root(),
         "these tests start dockerd, nginx and loop devices: run them as root (CI does)"
     );
 }
 
-pub struct Harness {
-    pub docker_host: String,
-}
-
-fn harness_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ecs-agent-harness")
-}
-
-pub fn docker(host: &str) -> Command {
-    let mut c = Command::new(need(DOCKER));
-    c.env("DOCKER_HOST", host);
-    c
-}
-
-fn ping(host: &str) -> bool {
-    docker(host)
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .run_checked()
-        .is_ok()
-}
-
-/// dockerd outlives this test process on purpose: the next test binary reuses it (and its
-/// image cache); it is never waited for.
-#[allow(clippy::zombie_processes)]
-fn start_dockerd(dir: &Path, host: &str) {
-    let hash = hex::encode(&Sha256::digest(dir.display().to_string().as_bytes())[..4]);
-    let exec_root = format!("/run/ecs-agent-test-{hash}");
-    let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-    Command::new(need(DOCKERD))
-        .arg("--host")
-        .arg(host)
-        .arg("--data-root")
-        .arg(dir.join("data"))
-        .arg("--exec-root")
-        .arg(&exec_root)
-        .arg("--pidfile")
-        .arg(dir.join("dockerd.pid"))
-        .args([
-            "--bridge",
-            "none",
-            "--default-address-pool",
-            "base=10.213.0.0/16,size=24",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .expect("spawning dockerd");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ping(host) {
-        assert!(
-            Instant::now() < deadline,
-            "dockerd did not answer within 60s; see {}/dockerd.log",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn image_exists(host: &str, tag: &str) -> bool {
-    docker(host).args(["image", "inspect", tag]).run_checked().is_ok()
-}
-
-fn build_images(dir: &Path, host: &str) {
-    let images = fixtures().join("images");
-    let recipe = std::fs::read(images.join("mkbase.sh")).unwrap();
-    let key = hex::encode(&Sha256::digest(&recipe)[..8]);
-    let base_tag = format!("ecs-fixture-base:{key}");
-    if !image_exists(host, &base_tag) {
-        let tar = dir.join(format!("base-{key}.tar"));
-        if !tar.exists() {
-            need(MMDEBSTRAP);
-            Command::new("sh")
-                .arg(images.join("mkbase.sh"))
-                .arg(&tar)
-                .run_checked()
-                .expect("building the base tarball");
-        }
-        docker(host)
-            .arg("import")
-            .arg(&tar)
-            .arg(&base_tag)
-            .run_checked()
-            .expect("importing the base image");
-    }
-    let ctx = dir.join("build-context");
-    let _ = std::fs::remove_dir_all(&ctx);
-    std::fs::create_dir_all(&ctx).unwrap();
-    for f in ["postgres.Dockerfile", "postgres-entrypoint.sh", "app.Dockerfile"] {
-        std::fs::copy(images.join(f), ctx.join(f)).unwrap();
-    }
-    std::fs::copy(fixtures().join("app/fixture_app.py"), ctx.join("fixture_app.py")).unwrap();
-    for (file, tag) in [
-        ("postgres.Dockerfile", "ecs-fixture-postgres:test"),
-        ("app.Dockerfile", "ecs-fixture-app:test"),
-    ] {
-        docker(host)
-            .env("DOCKER_BUILDKIT", "0")
-            .args(["build", "-q", "-f", file, "--build-arg"])
-            .arg(format!("BASE={base_tag}"))
-            .args(["-t", tag, "."])
-            .current_dir(&ctx)
-            .run_checked()
-            .unwrap_or_else(|e| panic!("building {tag}: {e}"));
-    }
-}
-
-/// The shared dockerd with the fixture images, started (or reused) once per test process.
+/// The shared dockerd with the fixture images (e2e_tests::docker), plus the tools the agent
+/// tests drive; started (or reused) once per test process.
 pub fn harness() -> &'static Harness {
-    static H: OnceLock<Harness> = OnceLock::new();
-    H.get_or_init(|| {
-        require_root();
-        need(COMPOSE);
-        need(NGINX);
-        let dir = harness_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        let host = format!("unix://{}", dir.join("docker.sock").display());
-        if !ping(&host) {
-            start_dockerd(&dir, &host);
-        }
-        build_images(&dir, &host);
-        Harness { docker_host: host }
-    })
+    require_root();
+    need(COMPOSE);
+    need(NGINX);
+    e2e_tests::docker::harness()
 }
 
 pub fn free_port() -> u16 {
