@@ -1,7 +1,7 @@
 //! Shared harness for end-to-end tests: boot a disk image under qemu (TCG: /dev/kvm on the
 //! build machines does not run guests), capture the serial console to a file, wait for markers
 //! on it with a timeout, forward guest ports to 127.0.0.1, run commands over ssh, and always
-//! kill qemu when the `Vm` is dropped (also when a test panics).
+//! kill qemu when the `Vm` is dropped (also when a test panics) or the test process dies.
 //!
 //! It knows nothing of how images are built; tests hand it files. `docker` is the private
 //! dockerd with the fixture container images, shared by the agent tests and the VM tests.
@@ -10,7 +10,7 @@ pub mod docker;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -18,6 +18,7 @@ use host_util::{CommandExt, Tool};
 
 pub const QEMU: Tool = Tool::new("qemu-system-x86_64", "qemu-system-x86");
 pub const SSH: Tool = Tool::new("ssh", "openssh-client");
+pub const SETPRIV: Tool = Tool::new("setpriv", "util-linux");
 
 /// A disk attached to the guest.
 #[derive(Debug, Clone)]
@@ -43,7 +44,11 @@ pub struct VmConfig {
     pub serial_log: PathBuf,
 }
 
-/// A running guest. Dropping it kills qemu.
+/// A running guest. Dropping it kills qemu. qemu also gets SIGKILL when the thread that
+/// booted it exits (`setpriv --pdeathsig KILL`: the kernel's parent-death signal follows the
+/// spawning *thread*, not the process), so a test process killed by a timeout or a signal
+/// never leaves a guest running. Boot a `Vm` on the thread that uses it: one booted in a
+/// helper thread dies when that thread returns.
 pub struct Vm {
     child: Child,
     serial_log: PathBuf,
@@ -64,7 +69,9 @@ impl Vm {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
             ports.push((*guest, host));
         }
-        let mut cmd = QEMU.command()?;
+        let mut cmd = SETPRIV.command()?;
+        // setpriv execs qemu, so the child's pid is qemu's.
+        cmd.args(["--pdeathsig", "KILL", "--"]).arg(QEMU.path()?);
         cmd.args([
             "-accel",
             "tcg",
@@ -109,11 +116,62 @@ impl Vm {
             .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {argv}"))?;
-        Ok(Vm {
+        let mut vm = Vm {
             child,
             serial_log: config.serial_log.clone(),
             ports,
-        })
+        };
+        vm.wait_for_qemu_exec(&stderr_log)?;
+        Ok(vm)
+    }
+
+    /// Waits until setpriv has exec'd qemu: only then is the parent-death signal set, so only
+    /// then may the booting thread exit.
+    fn wait_for_qemu_exec(&mut self, stderr_log: &Path) -> anyhow::Result<()> {
+        let comm = format!("/proc/{}/comm", self.pid());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let stderr = std::fs::read_to_string(stderr_log).unwrap_or_default();
+                bail!("qemu exited at once ({status}): {}", stderr.trim());
+            }
+            let name = std::fs::read_to_string(&comm).unwrap_or_default();
+            if name.trim() != "setpriv" {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("setpriv did not exec qemu within 30s ({comm} still says setpriv)");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// qemu's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The file the serial console is written to.
+    pub fn serial_log(&self) -> &Path {
+        &self.serial_log
+    }
+
+    /// Waits for qemu to exit, as it does when the guest powers off or reboots (`-no-reboot`).
+    /// Fails on timeout with the console's last lines in the message.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "qemu did not exit within {timeout:?}; console tail:\n{}",
+                    self.tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// The host port forwarded to `guest` on 127.0.0.1.
@@ -232,7 +290,7 @@ impl Drop for Vm {
 /// `setpriv` execs (no fork), so the child's pid is the program's: signals reach it directly.
 pub fn as_build_user(program: &Path, user: &str, env: &[(&str, String)]) -> anyhow::Result<Command> {
     let mut cmd = if is_root() {
-        let setpriv = Tool::new("setpriv", "util-linux").path()?;
+        let setpriv = SETPRIV.path()?;
         let mut c = Command::new(setpriv);
         c.args([
             &format!("--reuid={user}"),
