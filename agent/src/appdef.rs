@@ -22,6 +22,12 @@ pub struct AppDef {
     pub support: Vec<String>,
     /// The application services, started last.
     pub app: Vec<String>,
+    /// Directories under the data dir the app mounts, with their owner and mode (step app-dirs).
+    #[serde(default)]
+    pub data_dirs: Vec<crate::appdirs::DataDir>,
+    /// GnuPG homes under the data dir, rebuilt from env.yml's keys at every start (step app-dirs).
+    #[serde(default)]
+    pub keyrings: Vec<crate::appdirs::Keyring>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +80,7 @@ pub fn parse(name: &Path, text: &str) -> anyhow::Result<AppDef> {
             name.display()
         )
     })?;
+    crate::appdirs::plan(&def).map_err(|e| anyhow::anyhow!("{}: {e}", name.display()))?;
     let mut named = vec![
         ("x-ecs.database.service", &def.database.service),
         ("x-ecs.hooks.service", &def.hooks.service),

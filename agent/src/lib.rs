@@ -1,11 +1,12 @@
 //! The appliance agent's logic: `ecs-agent start` brings the appliance up at every boot as
-//! ordered steps (env, storage, postgres, database, tls, containers), each in its own module.
+//! ordered steps (env, storage, postgres, database, app-dirs, tls, containers), each in its own module.
 //!
 //! It owns the appliance's runtime: where env.yml comes from, the data disks, the database
 //! decision, TLS, the compose project and the maintenance page. It knows nothing of how
 //! images are built; env.yml's model belongs to appliance-env.
 
 pub mod appdef;
+pub mod appdirs;
 pub mod context;
 pub mod database;
 pub mod docker;

@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Bring the appliance up: env, storage, postgres, database, tls, containers.
+    /// Bring the appliance up: env, storage, postgres, database, app-dirs, tls, containers.
     Start,
     /// Print the state of each step of the last start.
     Status {

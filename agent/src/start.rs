@@ -23,7 +23,15 @@ use crate::storage;
 use crate::tls;
 use crate::userdata::{self, ConfigError};
 
-pub const STEPS: &[&str] = &["env", "storage", "postgres", "database", "tls", "containers"];
+pub const STEPS: &[&str] = &[
+    "env",
+    "storage",
+    "postgres",
+    "database",
+    "app-dirs",
+    "tls",
+    "containers",
+];
 
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -238,6 +246,9 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
     })?;
     run.step("database", |_| {
         Ok(((), database::decide(ctx, &compose, &def, &settings)?))
+    })?;
+    run.step("app-dirs", |_| {
+        Ok(((), crate::appdirs::run(&ctx.data_dir, &def, &found.env.vars)?))
     })?;
     run.step("tls", |_| Ok(((), tls::run(ctx, &settings)?)))?;
     let domain = run.domain.clone();

@@ -57,26 +57,6 @@ fn chown_to_user(path: &Path) {
     }
 }
 
-fn ensure_agent() -> PathBuf {
-    let exe = Path::new(BIN).with_file_name("ecs-agent");
-    if !exe.is_file() {
-        let target_dir = Path::new(BIN).parent().and_then(|p| p.parent()).unwrap();
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let o = Command::new(cargo)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "-p", "ecs-agent", "--target-dir"])
-            .arg(target_dir)
-            .output()
-            .expect("running cargo build -p ecs-agent");
-        assert!(
-            o.status.success(),
-            "cargo build -p ecs-agent: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    exe
-}
-
 fn config_new(work: &Path, name: &str, domain: &str, key_pub: &Path) -> PathBuf {
     let out = work.join(name);
     let o = Command::new(BIN)
@@ -105,7 +85,7 @@ fn fixture() -> &'static Fixture {
         std::fs::create_dir_all(work.join("home")).unwrap();
         // The agent is copied so a test can change it without touching target/.
         let agent = work.join("ecs-agent");
-        std::fs::copy(ensure_agent(), &agent).unwrap();
+        std::fs::copy(e2e_tests::workspace_binary("ecs-agent"), &agent).unwrap();
         let key = work.join("id_ed25519");
         SSH_KEYGEN
             .command()

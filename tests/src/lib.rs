@@ -8,9 +8,12 @@
 
 pub mod docker;
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -344,6 +347,76 @@ pub fn target_dir() -> PathBuf {
         .parent()
         .expect("the profile directory has a parent")
         .to_path_buf()
+}
+
+/// The binary of workspace package `package` (its binary has the package's name), freshly
+/// built: `cargo build -p <package>` into the running test's target dir and profile, once per
+/// process. Always built, never taken as found: a stale binary in target/ once passed for
+/// the current code.
+pub fn workspace_binary(package: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, &'static OnceLock<PathBuf>>> = Mutex::new(BTreeMap::new());
+    let once = *BUILT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(package.to_string())
+        .or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+    once.get_or_init(|| {
+        let profile = profile_dir();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "-p", package, "--target-dir"])
+            .arg(target_dir());
+        if profile.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        cmd.run_checked().unwrap_or_else(|e| panic!("{e}"));
+        let exe = profile.join(package);
+        assert!(
+            exe.is_file(),
+            "cargo build -p {package} made no {}: is the binary not named after the package?",
+            exe.display()
+        );
+        exe
+    })
+    .clone()
+}
+
+/// Pipes to the watchers of `remove_on_success`; a panic writes to them.
+static WATCHERS: Mutex<Vec<ChildStdin>> = Mutex::new(Vec::new());
+
+/// Removes `dir` when this test process ends, unless a panic happened in it: a failed test
+/// keeps its files for inspection, a passing run leaves no images or VM disks behind (disk
+/// space on CI is limited). A test process has no exit hook, so a watcher (`sh`) reads a pipe
+/// whose other end only this process holds: end of file means we exited. A panic hook writes
+/// to the pipe first, which tells the watcher to keep the directory. A process killed by a
+/// signal looks like a clean exit and loses `dir` too.
+pub fn remove_on_success(dir: &Path) -> anyhow::Result<()> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            for w in WATCHERS.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+                let _ = w.write_all(b"keep\n");
+            }
+            previous(info);
+        }));
+    });
+    let mut child = Command::new(Tool::new("sh", "dash").path()?)
+        .args([
+            "-c",
+            r#"if [ -z "$(cat)" ]; then rm -rf -- "$1"; fi"#,
+            "remove-on-success",
+        ])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting the watcher that removes {}", dir.display()))?;
+    let pipe = child.stdin.take().context("the watcher's stdin")?;
+    WATCHERS.lock().unwrap_or_else(|e| e.into_inner()).push(pipe);
+    Ok(())
 }
 
 /// uid and gid of a user from /etc/passwd.
