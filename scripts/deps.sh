@@ -11,7 +11,7 @@ packages=(
   # disk formats checked with the reference tools
   lvm2 mdadm util-linux xorriso genisoimage cloud-image-utils
   # key material and cloud-init checks
-  openssl gnupg openssh-client cloud-init python3-yaml libarchive13
+  openssl gnupg gnupg1 openssh-client cloud-init python3-yaml libarchive13
   # paper backup
   poppler-utils
   # boot tests and image conversion

@@ -242,11 +242,13 @@ fn email(address: &str) -> Result<(), String> {
     }
 }
 
+/// A full commit id: the ECS image is built from a git context at this ref, and git fetches a
+/// commit by its full id only.
 fn commit(id: Option<&str>) -> Result<(), String> {
     match id {
-        Some(id) if !(7..=40).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_hexdigit()) => Err(
-            format!("expected a hex commit id of 7 to 40 digits, found `{id}`"),
-        ),
+        Some(id) if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) => Err(format!(
+            "expected a full commit id of 40 hex digits (`git rev-parse HEAD`), found `{id}`"
+        )),
         _ => Ok(()),
     }
 }
@@ -399,6 +401,21 @@ mod tests {
         );
         let armor = "-----BEGIN PGP PRIVATE KEY BLOCK-----\nComment: x\n\nQUJD\n=AbCd\n-----END PGP PRIVATE KEY BLOCK-----\n";
         assert!(pgp_secret_key(armor).is_ok());
+    }
+
+    #[test]
+    fn commit_ids_are_full() {
+        assert!(commit(None).is_ok());
+        assert!(commit(Some("b09f0d57572e0e320e51c8acb0229250892ecfbb")).is_ok());
+        for bad in [
+            "b09f0d5",
+            "b09f0d57572e0e320e51c8acb0229250892ecfbbX",
+            "master",
+            "",
+        ] {
+            let e = commit(Some(bad)).unwrap_err();
+            assert!(e.starts_with("expected a full commit id of 40 hex digits"), "{e}");
+        }
     }
 
     #[test]

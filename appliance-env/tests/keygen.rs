@@ -202,14 +202,28 @@ fn gpg_imports_each_key_and_round_trips_with_the_backup_key() {
             .args(["--with-colons", "--list-secret-keys", name])
             .run_stdout()
             .unwrap();
-        let primary = listing.lines().find(|l| l.starts_with("sec:")).expect(&listing);
-        assert_eq!(primary.split(':').nth(3), Some("22"), "EdDSA primary: {listing}");
-        assert!(
-            listing
-                .lines()
-                .any(|l| l.starts_with("ssb:") && l.split(':').nth(11).unwrap_or("").contains('e')),
-            "{listing}"
-        );
+        let primary: Vec<&str> = listing
+            .lines()
+            .find(|l| l.starts_with("sec:"))
+            .expect(&listing)
+            .split(':')
+            .collect();
+        if name == "ecs_backup" {
+            assert_eq!(primary[3], "22", "EdDSA primary: {listing}");
+            assert!(
+                listing
+                    .lines()
+                    .any(|l| l.starts_with("ssb:") && l.split(':').nth(11).unwrap_or("").contains('e')),
+                "{listing}"
+            );
+        } else {
+            // The vault keys: one RSA-3072 key that signs and encrypts (ECS's GnuPG 1.4).
+            assert_eq!((primary[3], primary[2]), ("1", "3072"), "RSA-3072: {listing}");
+            assert!(
+                primary[11].contains('e') && primary[11].contains('s'),
+                "{listing}"
+            );
+        }
         assert!(
             listing
                 .lines()

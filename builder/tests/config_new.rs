@@ -153,6 +153,65 @@ fn extra_values_are_merged_and_force_replaces() {
     );
 }
 
+/// ECS's container (Ubuntu xenial) has GnuPG 1.4: it imports both vault keys, and what it
+/// encrypts to ecs_mediaserver and signs with ecs_authority it decrypts and verifies, as ECS's
+/// storage vault does (its gpgutils looks for `Good signature from "..."`).
+#[test]
+fn gnupg1_uses_the_vault_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = new_config(dir.path(), &[]);
+    let (env, _) = Env::load(&out.join("env.yml")).unwrap();
+    let home = dir.path().join("gnupg1");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg1 = || {
+        let mut c = tool("gpg1", "gnupg1");
+        c.arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--no-tty", "--yes"]);
+        c
+    };
+    for (name, key) in [
+        ("ecs_mediaserver", &env.ecs.vault_encrypt),
+        ("ecs_authority", &env.ecs.vault_sign),
+    ] {
+        let file = home.join(format!("{name}.asc"));
+        std::fs::write(&file, key).unwrap();
+        gpg1().arg("--import").arg(&file).run_checked().unwrap();
+    }
+    let plain = dir.path().join("document.txt");
+    std::fs::write(&plain, "vault document\n").unwrap();
+    let sealed = dir.path().join("document.txt.gpg");
+    gpg1()
+        .args([
+            "--always-trust",
+            "--recipient",
+            "ecs_mediaserver",
+            "--local-user",
+            "ecs_authority",
+        ])
+        .arg("--output")
+        .arg(&sealed)
+        .args(["--sign", "--encrypt"])
+        .arg(&plain)
+        .run_checked()
+        .unwrap();
+    let opened = gpg1()
+        .args(["--always-trust", "--verbose", "--decrypt"])
+        .arg(&sealed)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&opened.stderr);
+    assert!(opened.status.success(), "{log}");
+    assert_eq!(String::from_utf8_lossy(&opened.stdout), "vault document\n");
+    assert!(log.contains("Good signature from \"ecs_authority\""), "{log}");
+    assert!(
+        log.contains("AES256 encrypted data"),
+        "the keys' preferences, not 3DES: {log}"
+    );
+}
+
 /// Exit 2, one line naming the problem, and the parent folder unchanged.
 fn refused(dir: &Path, args: &[&str], needle: &str) {
     let before = listing(dir);
@@ -180,6 +239,7 @@ fn bad_input_is_refused_before_anything_is_written() {
         "ecs:\n  userswitcher:\n    enabled: sometimes\n",
     )
     .unwrap();
+    std::fs::write(d.join("shortcommit.yml"), "ecs:\n  git:\n    commitid: b09f0d5\n").unwrap();
     std::fs::create_dir(d.join("taken")).unwrap();
     std::fs::write(d.join("taken/keep"), "x").unwrap();
 
@@ -254,5 +314,17 @@ fn bad_input_is_refused_before_anything_is_written() {
             "o",
         ],
         "--extra absent.yml: reading:",
+    );
+    refused(
+        d,
+        &[
+            "--domain",
+            "ecs.example.org",
+            "--extra",
+            "shortcommit.yml",
+            "--out",
+            "o",
+        ],
+        "ecs.git.commitid: expected a full commit id of 40 hex digits (`git rev-parse HEAD`), found `b09f0d5`",
     );
 }

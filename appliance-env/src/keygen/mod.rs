@@ -17,6 +17,7 @@ use base64::Engine;
 pub use rand_core::{CryptoRng, OsRng, RngCore};
 
 pub use dns::dns_records;
+use openpgp::Kind;
 pub use ssh::{AuthorizedKey, parse_authorized_key};
 
 use crate::model::{
@@ -47,7 +48,8 @@ pub struct KeyMaterial {
     pub password_reset_secret: String,
     /// RSA-2048, PKCS#1 PEM (as `openssl genrsa` wrote it for the original).
     pub dkim_key: String,
-    /// Armored OpenPGP v4 secret keys, no passphrase.
+    /// Armored OpenPGP v4 secret keys, no passphrase: the backup key Ed25519/Curve25519, the
+    /// vault keys RSA-3072 (ECS's GnuPG 1.4).
     pub backup_key: String,
     pub vault_encrypt_key: String,
     pub vault_sign_key: String,
@@ -84,9 +86,10 @@ impl KeyMaterial {
             registration_secret: secret(rng),
             password_reset_secret: secret(rng),
             dkim_key,
-            backup_key: openpgp::generate("ecs_backup", rng, now)?,
-            vault_encrypt_key: openpgp::generate("ecs_mediaserver", rng, now)?,
-            vault_sign_key: openpgp::generate("ecs_authority", rng, now)?,
+            backup_key: openpgp::generate("ecs_backup", Kind::Curve25519, rng, now)?,
+            // ECS's container has GnuPG 1.4, which cannot use Curve25519 keys.
+            vault_encrypt_key: openpgp::generate("ecs_mediaserver", Kind::Rsa3072, rng, now)?,
+            vault_sign_key: openpgp::generate("ecs_authority", Kind::Rsa3072, rng, now)?,
             client_ca: x509::generate_ca(domain, rng, now)?,
             ssh_keys: ssh::generate_host_keys(domain, rng)?,
         })

@@ -252,7 +252,7 @@ pub const KEYS: &[Key] = &[
     ),
     k(
         "appliance.git.commitid",
-        "string (hex commit id)",
+        "string (40 hex digits)",
         "",
         "ecs-agent update-appliance",
         "Pin to this commit.",
@@ -445,14 +445,14 @@ pub const KEYS: &[Key] = &[
         "string",
         "master",
         "ecs-agent update-ecs",
-        "Branch.",
+        "Branch; the ECS image is built from its head unless commitid is set.",
     ),
     k(
         "ecs.git.commitid",
-        "string (hex commit id)",
+        "string (40 hex digits)",
         "",
         "ecs-agent update-ecs",
-        "Pin to this commit.",
+        "Pin to this commit: the ECS image is built from it. The full id; git fetches no abbreviation.",
     ),
     k(
         "ecs.database",
