@@ -41,6 +41,10 @@ pub struct Context {
     pub data_disks: Option<Vec<PathBuf>>,
     /// Passed to docker and the compose tool as DOCKER_HOST.
     pub docker_host: String,
+    /// The systemd unit of the engine, started after the storage step when the engine does not
+    /// answer: its data root is on /volatile, so it cannot run before volatile is mounted
+    /// (e.g. on a first boot that had to create volatile). None: never start it.
+    pub docker_unit: Option<String>,
     /// The compose command, e.g. `[docker, compose]` or `[docker-compose]`; default: whichever works.
     pub compose_command: Option<Vec<String>>,
     /// `docker save` archives baked into the image by ecs-build, loaded once each.
@@ -78,6 +82,7 @@ impl Default for Context {
             storage: StorageMode::Devices,
             data_disks: None,
             docker_host: "unix:///run/docker.sock".into(),
+            docker_unit: Some("docker.service".into()),
             compose_command: None,
             images_dir: "/var/lib/ecs/images".into(),
             project: "ecs".into(),

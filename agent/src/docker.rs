@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use host_util::CommandExt;
 use serde::Deserialize;
 
-use crate::tools::{DOCKER, DOCKER_COMPOSE};
+use crate::tools::{DOCKER, DOCKER_COMPOSE, SYSTEMCTL};
 
 #[derive(Debug, Clone)]
 pub struct Docker {
@@ -85,6 +86,39 @@ impl Docker {
             .run_checked()
             .with_context(|| format!("reaching the docker engine at {}", self.host))?;
         Ok(())
+    }
+
+    /// Waits up to `timeout` for the engine to answer. Under systemd, `unit` is started first
+    /// when it is not active: its data root is on /volatile, so at boot it may have been
+    /// skipped until the storage step mounted it. Not pinged before that: a ping would go to
+    /// docker.socket, which cannot start the skipped service, and hang.
+    pub fn ensure_running(&self, unit: Option<&str>, timeout: Duration) -> anyhow::Result<()> {
+        let under_systemd = Path::new("/run/systemd/system").is_dir();
+        if let Some(unit) = unit.filter(|_| under_systemd) {
+            let active = SYSTEMCTL
+                .command()?
+                .args(["is-active", "--quiet", unit])
+                .run_checked()
+                .is_ok();
+            if !active {
+                tracing::info!("{unit} is not active; starting it");
+                SYSTEMCTL
+                    .command()?
+                    .args(["start", unit])
+                    .run_checked()
+                    .with_context(|| format!("starting {unit} (see journalctl -u {unit})"))?;
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.ping() {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e.context(format!("the engine did not answer within {timeout:?}")));
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
     }
 
     /// The containers of a compose project, running or not.

@@ -29,6 +29,8 @@ pub struct Settings {
     pub recover_from_backup: bool,
     pub recover_from_dump: bool,
     pub dump_filename: Option<String>,
+    /// `appliance.compose`: replaces the shipped appliance definition.
+    pub compose: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +57,7 @@ fn settings(env: &Env) -> Settings {
         recover_from_backup: env.ecs.recover.from_backup,
         recover_from_dump: env.ecs.recover.from_dump,
         dump_filename: env.ecs.recover.dump_filename.clone(),
+        compose: a.compose.clone(),
     }
 }
 
@@ -63,11 +66,13 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedEnv, EnvError> {
     let (env, warnings) = Env::from_yaml_str(text, name).map_err(|e| EnvError(e.to_string()))?;
     Ok(LoadedEnv {
         settings: settings(&env),
-        // Only the appliance's and ECS's sections go to the containers.
+        // Only the appliance's and ECS's sections go to the containers; the compose file
+        // itself is the agent's business.
         vars: env
             .flatten()
             .into_iter()
             .filter(|(k, _)| k.starts_with("APPLIANCE_") || k.starts_with("ECS_"))
+            .filter(|(k, _)| k != "APPLIANCE_COMPOSE")
             .collect(),
         warnings: warnings.into_iter().map(|w| w.to_string()).collect(),
     })

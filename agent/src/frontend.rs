@@ -52,12 +52,32 @@ pub fn page(domain: &str, title: &str, detail: &str) -> String {
     )
 }
 
-fn config(ctx: &Context, mode: &Mode, generation: u64, tls: bool) -> String {
+/// The pair HTTPS uses before /data holds one (first boot, or /data not mounted): made once
+/// per boot in /run, so the page also answers on the HTTPS port and never touches /data.
+fn throwaway_cert(ctx: &Context, domain: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dir = ctx.frontend_dir().join("tls");
+    let (cert, key) = (dir.join("throwaway.cert.pem"), dir.join("throwaway.key.pem"));
+    if cert.is_file() && key.is_file() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = if domain.contains(' ') { "localhost" } else { domain };
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_string()])
+        .context("making the frontend's throwaway certificate")?;
+    host_util::write_atomic(&key, ck.signing_key.serialize_pem().as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", key.display()))?;
+    host_util::write_atomic(&cert, ck.cert.pem().as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", cert.display()))?;
+    Ok((cert, key))
+}
+
+fn config(ctx: &Context, mode: &Mode, generation: u64, pair: &(PathBuf, PathBuf), real_cert: bool) -> String {
     let dir = ctx.frontend_dir();
     let d = dir.display();
     let addr = &ctx.listen_address;
     let webroot = ctx.acme_webroot();
-    let (cert, key) = cert_paths(ctx);
+    let (cert, key) = pair;
+    let tls = real_cert;
     let maintenance = matches!(mode, Mode::Maintenance { .. });
     let common = format!(
         "    error_page 503 /maintenance.html;\n    location = /maintenance.html {{ root {d}/www; internal; }}\n    \
@@ -82,8 +102,8 @@ fn config(ctx: &Context, mode: &Mode, generation: u64, tls: bool) -> String {
         http = ctx.http_port,
         w = webroot.display(),
     );
-    if tls {
-        let root = if maintenance {
+    {
+        let root = if maintenance || !tls {
             "    location / { add_header Retry-After 30 always; return 503; }\n".to_string()
         } else {
             format!(
@@ -153,11 +173,20 @@ pub fn write(ctx: &Context, domain: &str, mode: &Mode) -> anyhow::Result<u64> {
     )
     .with_context(|| format!("writing {}/www/maintenance.html", dir.display()))?;
     let (cert, key) = cert_paths(ctx);
-    let tls = cert.is_file() && key.is_file();
+    let real_cert = cert.is_file() && key.is_file();
+    let pair = if real_cert {
+        (cert, key)
+    } else {
+        throwaway_cert(ctx, domain)?
+    };
     let generation = (crate::status::now() * 1000.0) as u64;
     let conf = dir.join("nginx.conf");
-    host_util::write_atomic(&conf, config(ctx, mode, generation, tls).as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", conf.display()))?;
+    host_util::write_atomic(
+        &conf,
+        config(ctx, mode, generation, &pair, real_cert).as_bytes(),
+        0o644,
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
     Ok(generation)
 }
 

@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use crate::context::{Context, StorageMode};
 use crate::tools::{
-    BLKID, FINDMNT, LSBLK, LVCREATE, MDADM, MKFS_EXT4, MOUNT, PVCREATE, SFDISK, VGCHANGE, VGCREATE,
+    BLKID, FINDMNT, LSBLK, LVCREATE, MDADM, MKFS_EXT4, MOUNT, PARTX, PVCREATE, SFDISK, UDEVADM, VGCHANGE,
+    VGCREATE,
 };
 
 pub const VOLATILE_LABEL: &str = "ecs-volatile";
@@ -83,6 +84,15 @@ pub fn probe(dev: &Path) -> anyhow::Result<Signature> {
             .unwrap_or("")
             .to_string()
     };
+    // On a partition blkid also reports the partition table's entry for it (PART_ENTRY_*):
+    // that describes the table, not the contents.
+    let about_contents = text.lines().any(|l| {
+        let key = l.split('=').next().unwrap_or("");
+        !key.is_empty() && key != "DEVNAME" && !key.starts_with("PART_ENTRY_")
+    });
+    if !about_contents {
+        return Ok(Signature::Blank);
+    }
     let kind = match (field("TYPE"), field("PTTYPE")) {
         (t, _) if !t.is_empty() => t,
         (_, p) if !p.is_empty() => format!("a {p} partition table"),
@@ -218,17 +228,20 @@ pub fn plan_data_disks(disks: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 /// Creates md RAID1 (two disks) → LVM VG `permanent` → LV `data` (85%) → ext4 `ecs-data`.
 fn create_data(disks: &[PathBuf]) -> anyhow::Result<PathBuf> {
     let pv = if disks.len() == 2 {
-        let md = PathBuf::from("/dev/md/ecs-data");
+        // Named as `ecs-build disk data --raid1` names it: any host assembles it as /dev/md/permanent.
+        let md = PathBuf::from(format!("/dev/md/{VG}"));
         MDADM
             .command()?
+            .arg("--create")
+            .arg(&md)
             .args([
-                "--create",
-                "/dev/md/ecs-data",
                 "--run",
                 "--level=1",
                 "--raid-devices=2",
                 "--metadata=1.2",
-                "--name=ecs-data",
+                "--bitmap=internal",
+                "--homehost=any",
+                &format!("--name={VG}"),
             ])
             .args(disks)
             .run_checked()
@@ -258,23 +271,113 @@ fn create_data(disks: &[PathBuf]) -> anyhow::Result<PathBuf> {
     Ok(lv)
 }
 
-/// Adds p2 in the free space after p1 of the system disk and formats it.
-fn create_volatile(system_disk: &Path) -> anyhow::Result<PathBuf> {
-    SFDISK
+#[derive(Debug, Deserialize)]
+struct SfdiskDump {
+    partitiontable: PartitionTable,
+}
+
+#[derive(Debug, Deserialize)]
+struct PartitionTable {
+    #[serde(default)]
+    partitions: Vec<Partition>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Partition {
+    node: String,
+    start: u64,
+}
+
+/// The system disk's partitions, by start sector.
+fn partitions(disk: &Path) -> anyhow::Result<Vec<Partition>> {
+    let json = SFDISK
         .command()?
-        .args(["--append", "--no-reread"])
-        .arg(system_disk)
-        .run_checked()
-        .context("adding the volatile partition")?;
-    let name = system_disk.display().to_string();
-    let p2 = if name.ends_with(|c: char| c.is_ascii_digit()) {
-        format!("{name}p2")
-    } else {
-        format!("{name}2")
+        .arg("--json")
+        .arg(disk)
+        .run_stdout()
+        .with_context(|| format!("reading the partition table of {}", disk.display()))?;
+    let dump: SfdiskDump = serde_json::from_str(&json)
+        .with_context(|| format!("parsing sfdisk --json output for {}", disk.display()))?;
+    let mut parts = dump.partitiontable.partitions;
+    parts.sort_by_key(|p| p.start);
+    Ok(parts)
+}
+
+/// The partition number at the end of a node name (/dev/vda2 → 2, /dev/nvme0n1p3 → 3).
+fn part_number(node: &str) -> anyhow::Result<String> {
+    let digits: String = node
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if digits.is_empty() {
+        bail!("partition {node} has no number");
+    }
+    Ok(digits)
+}
+
+/// Waits until udev made the node of a partition the kernel was just told about.
+fn wait_for_node(node: &Path) -> anyhow::Result<()> {
+    if let Ok(mut c) = UDEVADM.command() {
+        let _ = c.args(["settle", "--timeout=10"]).run_checked();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !node.exists() {
+        if std::time::Instant::now() > deadline {
+            bail!("{} did not appear after adding the partition", node.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Adds the volatile partition in the free space after the last partition of the system disk
+/// (a cloud image comes with root alone) and formats it. A blank last partition after root,
+/// left by an earlier run that stopped before formatting, is used instead of adding another.
+pub fn create_volatile(system_disk: &Path, root: &Path) -> anyhow::Result<PathBuf> {
+    let before = partitions(system_disk)?;
+    let root_start = before
+        .iter()
+        .find(|p| Path::new(&p.node) == root)
+        .map(|p| p.start);
+    let leftover = before
+        .last()
+        .filter(|p| root_start.is_some_and(|r| p.start > r) && Path::new(&p.node) != root);
+    let node = match leftover {
+        Some(p) if Path::new(&p.node).exists() && probe(Path::new(&p.node))? == Signature::Blank => {
+            tracing::info!("using the blank partition {} left by an earlier run", p.node);
+            PathBuf::from(&p.node)
+        }
+        _ => {
+            // One Linux partition over the rest of the disk; the kernel is told by partx since
+            // the disk is in use (root is mounted), which rules out a full re-read.
+            SFDISK
+                .command()?
+                .args(["--append", "--no-reread", "--no-tell-kernel", "--quiet"])
+                .arg(system_disk)
+                .run_with_input(b",,L\n")
+                .with_context(|| format!("adding the volatile partition to {}", system_disk.display()))?;
+            let after = partitions(system_disk)?;
+            let added = after
+                .iter()
+                .find(|p| !before.iter().any(|b| b.node == p.node))
+                .with_context(|| format!("sfdisk added no partition to {}", system_disk.display()))?;
+            let node = PathBuf::from(&added.node);
+            PARTX
+                .command()?
+                .args(["--add", "--nr", &part_number(&added.node)?])
+                .arg(system_disk)
+                .run_checked()
+                .with_context(|| format!("telling the kernel about {}", node.display()))?;
+            node
+        }
     };
-    let p2 = PathBuf::from(p2);
-    format_blank(&p2, VOLATILE_LABEL)?;
-    Ok(p2)
+    wait_for_node(&node)?;
+    format_blank(&node, VOLATILE_LABEL)?;
+    Ok(node)
 }
 
 fn is_mountpoint(dir: &Path) -> anyhow::Result<bool> {
@@ -378,7 +481,10 @@ fn run_devices(ctx: &Context, create: bool) -> anyhow::Result<String> {
         Some(d) => d,
         None => {
             notes.push("created volatile".to_string());
-            create_volatile(system_disk.as_deref().expect("checked above"))?
+            create_volatile(
+                system_disk.as_deref().expect("checked above"),
+                root.as_deref().expect("the system disk was found through root"),
+            )?
         }
     };
     mount(&volatile, &ctx.volatile_dir)?;

@@ -192,3 +192,95 @@ fn start_refuses_a_data_disk_with_a_foreign_filesystem_and_leaves_it_alone() {
     );
     assert_eq!(checksums(&a.path("."))["disk.img"], before["disk.img"]);
 }
+
+const SFDISK: Tool = Tool::new("sfdisk", "fdisk");
+const PARTX: Tool = Tool::new("partx", "util-linux");
+
+/// A system disk as a cloud image comes: one partition, ext4 `cloudimg-rootfs`, the rest free.
+/// Returns the loop device and its root partition (the kernel told with partx, as the host's
+/// loop driver may not scan partitions itself).
+fn system_disk_without_volatile(img: &Path) -> (Loop, PathBuf) {
+    sparse(img, 96);
+    tool(SFDISK)
+        .args(["-q"])
+        .arg(img)
+        .run_with_input(b"label: dos\n,40M,L\n")
+        .unwrap();
+    let disk = Loop::attach(img);
+    let root = PathBuf::from(format!("{}p1", disk.0.display()));
+    if !root.exists() {
+        tool(PARTX)
+            .args(["--add", "--nr", "1"])
+            .arg(&disk.0)
+            .run_checked()
+            .unwrap();
+    }
+    tool(MKFS_EXT4)
+        .args(["-q", "-L", storage::ROOT_LABEL])
+        .arg(&root)
+        .run_checked()
+        .unwrap();
+    (disk, root)
+}
+
+fn partition_nodes(disk: &Path) -> Vec<String> {
+    let json = tool(SFDISK).arg("--json").arg(disk).run_stdout().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["node"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn volatile_is_added_after_root_and_a_blank_leftover_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("system.img");
+    let (disk, root) = system_disk_without_volatile(&img);
+    let root_before = checksums_of_device(&root);
+
+    let p2 = storage::create_volatile(&disk.0, &root).unwrap();
+    assert_eq!(p2, PathBuf::from(format!("{}p2", disk.0.display())));
+    assert_eq!(
+        storage::probe(&p2).unwrap(),
+        Signature::Found {
+            kind: "ext4".into(),
+            label: storage::VOLATILE_LABEL.into()
+        }
+    );
+    assert_eq!(checksums_of_device(&root), root_before, "root is untouched");
+
+    // A run that stopped after adding the partition but before formatting it: the blank
+    // partition is formatted, no third one is added.
+    let img2 = dir.path().join("system2.img");
+    let (disk2, root2) = system_disk_without_volatile(&img2);
+    tool(SFDISK)
+        .args(["--append", "--no-reread", "--no-tell-kernel", "-q"])
+        .arg(&disk2.0)
+        .run_with_input(b",,L\n")
+        .unwrap();
+    tool(PARTX)
+        .args(["--add", "--nr", "2"])
+        .arg(&disk2.0)
+        .run_checked()
+        .unwrap();
+    let leftover = PathBuf::from(format!("{}p2", disk2.0.display()));
+    assert_eq!(storage::probe(&leftover).unwrap(), Signature::Blank);
+    assert_eq!(storage::create_volatile(&disk2.0, &root2).unwrap(), leftover);
+    assert_eq!(partition_nodes(&disk2.0).len(), 2);
+    assert_eq!(
+        storage::probe(&leftover).unwrap(),
+        Signature::Found {
+            kind: "ext4".into(),
+            label: storage::VOLATILE_LABEL.into()
+        }
+    );
+}
+
+fn checksums_of_device(dev: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(dev).unwrap();
+    hex::encode(Sha256::digest(&bytes))
+}

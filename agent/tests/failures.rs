@@ -31,7 +31,23 @@ fn missing_seed_is_bad_config_and_shows_the_page() {
     let (code, body) = a.get(false, "/");
     assert_eq!(code, 503);
     assert!(body.contains("step env failed: no user-data"), "{body}");
+    // HTTPS answers too, with a throwaway certificate in /run: /data holds none yet.
+    let (code, body) = a.get(true, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("step env failed: no user-data"), "{body}");
+    assert!(!a.path("data/etc/tls").exists(), "nothing written to /data");
     assert_eq!(checksums(&a.path("data")), before);
+
+    // The unit's OnFailure runs after this exit: the recorded reason stays on the page.
+    let out = a.agent(&["report-failure", "ecs-agent.service"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let (state, msg) = a.step_state("env");
+    assert_eq!(state, "failed");
+    assert!(msg.contains("no user-data"), "{msg}");
+    let (code, body) = a.get(false, "/");
+    assert_eq!(code, 503);
+    assert!(body.contains("step env failed: no user-data"), "{body}");
+    assert!(!body.contains("stopped before finishing"), "{body}");
 }
 
 #[test]

@@ -66,6 +66,10 @@ pub struct Appliance {
     pub update: Update,
     #[serde(default, deserialize_with = "crate::load::nullable")]
     pub storage: Storage,
+    /// A whole compose file (with its `x-ecs` block) replacing the appliance definition the
+    /// agent ships: for sites that run other images, and for tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
     pub dkim: Dkim,
     pub backup: Backup,
     #[serde(default, rename = "allowed_hosts", skip_serializing)]

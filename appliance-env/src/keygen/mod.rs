@@ -161,6 +161,7 @@ impl Env {
                 extra: Extra::default(),
                 update: Update::default(),
                 storage: Storage::default(),
+                compose: None,
                 dkim: Dkim {
                     key: keys.dkim_key.clone(),
                 },

@@ -191,6 +191,16 @@ pub const KEYS: &[Key] = &[
         "ecs-agent",
         "Sentry DSN; may equal SENTRY_DSN in ecs.settings.",
     ),
+    ex(
+        k(
+            "appliance.compose",
+            "string (compose file)",
+            "",
+            "ecs-agent start",
+            "A whole compose file with an x-ecs block, replacing the appliance definition the agent ships (docs/agent.md); not passed to the containers.",
+        ),
+        "compose: |\n  x-ecs: ...\n  services: ...",
+    ),
     k(
         "appliance.metric",
         "mapping",

@@ -144,6 +144,9 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "less",
     "xz-utils",
     "xorriso",
+    "mtools",
+    "curl",
+    "gnupg1",
 ];
 
 impl Default for Machine {

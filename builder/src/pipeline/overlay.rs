@@ -36,6 +36,34 @@ preserve_hostname: false
 manage_etc_hosts: true
 package_update: false
 package_upgrade: false
+# The system disk's layout is the image's (root, then volatile): growing root would take
+# volatile's space, and ecs-agent adds volatile itself where it is missing.
+growpart:
+  mode: \"off\"
+resize_rootfs: false
+";
+
+/// DHCP on the machine's own Ethernet ports only: `Kind=!*` leaves docker's bridges and veths
+/// (which are Ethernet too) to docker; networkd would otherwise take them off their bridge.
+pub const NETWORK: &str = "# Written by ecs-build.
+[Match]
+Type=ether
+Kind=!*
+
+[Network]
+DHCP=yes
+";
+
+/// Docker keeps its images and containers on /volatile (the seed's layout): rebuilt or
+/// re-pulled after a lost volatile, never filling root.
+pub const DOCKER_DAEMON_JSON: &str = "{\n  \"data-root\": \"/volatile/docker\"\n}\n";
+
+/// docker.service waits for /volatile: on a first boot without the volatile partition the agent
+/// creates it and then starts docker (context `docker-unit`).
+pub const DOCKER_DROP_IN: &str = "# Written by ecs-build: docker's data root is on /volatile.
+[Unit]
+RequiresMountsFor=/volatile/docker
+ConditionPathIsMountPoint=/volatile
 ";
 
 /// Everything the overlay stage adds, and the facts the manifest records about it.
@@ -220,6 +248,21 @@ pub fn build(machine: &Machine) -> anyhow::Result<Overlay> {
         file(
             "/etc/cloud/cloud.cfg.d/90-ecs.cfg",
             ExtraKind::Bytes(CLOUD_CFG.into()),
+            0o644,
+        ),
+        file(
+            "/etc/systemd/network/99-ecs-dhcp.network",
+            ExtraKind::Bytes(NETWORK.into()),
+            0o644,
+        ),
+        file(
+            "/etc/docker/daemon.json",
+            ExtraKind::Bytes(DOCKER_DAEMON_JSON.into()),
+            0o644,
+        ),
+        file(
+            &format!("{UNIT_DIR}/docker.service.d/ecs-volatile.conf"),
+            ExtraKind::Bytes(DOCKER_DROP_IN.into()),
             0o644,
         ),
         // Masked: ecs-frontend.service (the agent's) runs nginx with its own config on port 80.

@@ -21,7 +21,7 @@ use crate::machine::Machine;
 pub const MMDEBSTRAP: Tool = Tool::new("mmdebstrap", "mmdebstrap");
 
 /// Bump when the way the base is made changes in a way the inputs below do not show.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
 
 /// Runs before any package is unpacked: kernel upgrades keep /boot/vmlinuz and /boot/initrd.img
 /// pointing at the newest kernel, so the static grub.cfg stays right without grub in the image.
@@ -30,8 +30,6 @@ const SETUP_HOOK: &str =
 
 /// Runs after all packages are installed, inside the new tree's namespace.
 const CUSTOMIZE_HOOK: &str = r#"set -e
-mkdir -p "$1/etc/systemd/network"
-printf '[Match]\nType=ether\n\n[Network]\nDHCP=yes\n' > "$1/etc/systemd/network/99-ecs-dhcp.network"
 chroot "$1" systemctl enable systemd-networkd.service systemd-resolved.service
 rm -f "$1"/etc/ssh/ssh_host_*
 : > "$1/etc/machine-id"
