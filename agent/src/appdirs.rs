@@ -729,7 +729,6 @@ mod tests {
             let e = run(data.path(), &def, &v).unwrap_err();
             assert!(e.chain().any(|c| c.is::<ConfigError>()), "{e:#}");
             let e = format!("{e:#}");
-            eprintln!("{e}");
             assert!(e.contains(want), "{e}");
             assert!(e.contains("keyring ") && e.contains("(x-ecs.keyrings[0])"), "{e}");
             assert!(!e.contains("Zml4") && !e.contains("PRIVATE KEY"), "{e}");

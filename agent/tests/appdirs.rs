@@ -1,7 +1,8 @@
 //! Step app-dirs through the real binary: x-ecs data-dirs get their owner and mode, and the
 //! x-ecs keyring is rebuilt from env.yml at every start as a GnuPG 1.4 keyring that gpg1,
-//! running as the app's uid the way ECS calls it, encrypts, signs and decrypts with; a changed
-//! key replaces it; a bad key fails the step and leaves the previous keyring as it was.
+//! running as the app's uid the way ECS calls it, encrypts, signs and decrypts with (the vault
+//! keys of a real `ecs-build config new`); a changed key replaces it; a bad key fails the step
+//! and leaves the previous keyring as it was.
 
 mod common;
 
@@ -67,6 +68,35 @@ fn make_key(base: &Path, uid: &str) -> (String, String) {
     (fpr, key)
 }
 
+/// The vault keys of a real `ecs-build config new`: (ecs.vault_encrypt, ecs.vault_sign).
+fn config_new_vault_keys(dir: &Path) -> (String, String) {
+    let out = dir.join("config");
+    Command::new(e2e_tests::workspace_binary("ecs-build"))
+        .args(["config", "new", "--domain", common::DOMAIN, "--out"])
+        .arg(&out)
+        .run_checked()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(out.join("env.yml")).unwrap();
+    let (env, _) = appliance_env::Env::from_yaml_str(&text, "env.yml").unwrap();
+    (env.ecs.vault_encrypt, env.ecs.vault_sign)
+}
+
+/// The primary fingerprint of an armored secret key, read by GnuPG 2 without importing it.
+fn fingerprint(dir: &Path, key: &str) -> String {
+    let home = tempfile::tempdir_in(dir).unwrap();
+    let out = gpg2(home.path())
+        .args([
+            "--no-autostart",
+            "--with-colons",
+            "--import-options",
+            "show-only",
+            "--import",
+        ])
+        .run_with_input(key.as_bytes())
+        .unwrap();
+    fingerprints(&String::from_utf8_lossy(&out.stdout)).pop().unwrap()
+}
+
 /// Primary secret-key fingerprints in `--with-colons` output.
 fn fingerprints(colons: &str) -> Vec<String> {
     let lines: Vec<&str> = colons.lines().collect();
@@ -127,8 +157,8 @@ fn data_dirs_and_the_vault_keyring_are_set_up_at_every_start() {
     )
     .unwrap();
     let keys = tempfile::tempdir().unwrap();
-    let (enc_fpr, enc) = make_key(keys.path(), "ecs_mediaserver");
-    let (sign_fpr, sign) = make_key(keys.path(), "ecs_authority");
+    let (enc, sign) = config_new_vault_keys(keys.path());
+    let (enc_fpr, sign_fpr) = (fingerprint(keys.path(), &enc), fingerprint(keys.path(), &sign));
     let (new_fpr, new_sign) = make_key(keys.path(), "ecs_authority");
 
     // First start: the steps in order, app-dirs between database and tls.
