@@ -54,12 +54,22 @@ fn postgres() -> String {
 pub struct Hooks {
     pub service: String,
     pub migrate: Vec<String>,
-    /// Run before `migrate` on a restored database (e.g. ECS's premigrate for old dumps).
+    /// Run before `migrate` on a restored database that is old (ECS: legacy_migrate).
     #[serde(default)]
-    pub premigrate: Option<Vec<String>>,
+    pub premigrate: Option<Premigrate>,
     /// Run after every `migrate` (new database and restore), as ECS's prepare_database does.
     #[serde(default)]
     pub bootstrap: Option<Vec<String>>,
+}
+
+/// `premigrate: {command: [...], if-table-missing: TABLE}`: what makes a restored database old
+/// is that it lacks TABLE in its public schema (ECS: django_migrations, which dumps from before
+/// ECS moved to Django's migrations lack, as the original's checkdb.py tested).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Premigrate {
+    pub command: Vec<String>,
+    pub if_table_missing: String,
 }
 
 #[derive(Deserialize)]
@@ -96,13 +106,35 @@ pub fn parse(name: &Path, text: &str) -> anyhow::Result<AppDef> {
             );
         }
     }
-    if def.hooks.migrate.is_empty() {
-        anyhow::bail!(
-            "{}: key x-ecs.hooks.migrate: expected a command, found an empty list",
-            name.display()
-        );
+    let mut commands = vec![("x-ecs.hooks.migrate", &def.hooks.migrate)];
+    commands.extend(def.hooks.bootstrap.iter().map(|c| ("x-ecs.hooks.bootstrap", c)));
+    if let Some(pre) = &def.hooks.premigrate {
+        commands.push(("x-ecs.hooks.premigrate.command", &pre.command));
+        if !is_name(&pre.if_table_missing, false) {
+            anyhow::bail!(
+                "{}: key x-ecs.hooks.premigrate.if-table-missing: expected a table name of lowercase letters, digits and _, found {:?}",
+                name.display(),
+                pre.if_table_missing
+            );
+        }
+    }
+    for (key, argv) in commands {
+        if argv.is_empty() {
+            anyhow::bail!(
+                "{}: key {key}: expected a command, found an empty list",
+                name.display()
+            );
+        }
     }
     Ok(def)
+}
+
+/// A plain lowercase SQL name (extensions may also have `-`, as uuid-ossp does): it goes into
+/// SQL and into the restore list as it is.
+fn is_name(s: &str, dash: bool) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (dash && b == b'-'))
 }
 
 #[cfg(test)]
@@ -113,7 +145,45 @@ mod tests {
     fn default_template_is_a_valid_definition() {
         let def = parse(Path::new("default"), DEFAULT_TEMPLATE).unwrap();
         assert_eq!(def.database.service, "postgres");
+        assert_eq!(
+            def.hooks.premigrate.unwrap().if_table_missing,
+            "django_migrations"
+        );
         assert!(def.app.iter().any(|s| s == "ecs.web"));
+    }
+
+    #[test]
+    fn premigrate_needs_its_condition_and_names_are_checked() {
+        let base = "services:\n  db: {image: x}\nx-ecs:\n  app: [db]\n";
+        let def = |database: &str, hooks: &str| {
+            parse(
+                Path::new("t.yml"),
+                &format!(
+                    "{base}  database: {{service: db, owner: app, dump-dir: /d{database}}}\n  hooks: {{service: db, migrate: [m]{hooks}}}\n"
+                ),
+            )
+        };
+        let ok = def(
+            "",
+            ", premigrate: {command: [p], if-table-missing: django_migrations}",
+        )
+        .unwrap();
+        assert_eq!(ok.hooks.premigrate.unwrap().if_table_missing, "django_migrations");
+        let e = def("", ", premigrate: {command: [p]}").unwrap_err().to_string();
+        assert!(e.contains("if-table-missing"), "{e}");
+        let e = def("", ", premigrate: [p]").unwrap_err().to_string();
+        assert!(e.contains("t.yml"), "{e}");
+        let e = def("", ", premigrate: {command: [p], if-table-missing: \"x; DROP\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key x-ecs.hooks.premigrate.if-table-missing"), "{e}");
+        let e = def("", ", premigrate: {command: [], if-table-missing: t}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key x-ecs.hooks.premigrate.command: expected a command"),
+            "{e}"
+        );
     }
 
     #[test]

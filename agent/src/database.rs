@@ -76,6 +76,15 @@ impl Db<'_> {
         })
     }
 
+    /// Whether the public schema has `table` (the premigrate condition).
+    pub fn has_table(&self, table: &str) -> anyhow::Result<bool> {
+        let found = self.psql(
+            &self.name,
+            &format!("SELECT to_regclass('public.{table}') IS NOT NULL"),
+        )?;
+        Ok(found.trim() == "t")
+    }
+
     /// Creates the owner role (if missing) and the database (if missing).
     pub fn create(&self) -> anyhow::Result<()> {
         let owner = &self.def.database.owner;
@@ -252,9 +261,14 @@ pub fn decide(ctx: &Context, compose: &Compose, def: &AppDef, settings: &Setting
         None
     };
     match how {
-        Some(how) => {
+        Some(mut how) => {
             if let Some(pre) = &def.hooks.premigrate {
-                hook(compose, def, "premigrate", pre)?;
+                if db.has_table(&pre.if_table_missing)? {
+                    tracing::info!("table {} present: no premigrate", pre.if_table_missing);
+                } else {
+                    hook(compose, def, "premigrate", &pre.command)?;
+                    how.push_str(&format!(", premigrated (no table {})", pre.if_table_missing));
+                }
             }
             migrate(compose, def)?;
             Ok(format!("{how}, migrated"))

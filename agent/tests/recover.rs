@@ -1,5 +1,7 @@
 //! Restore decisions on empty storage: ECS_RECOVER_FROM_BACKUP (duplicity, file:// target,
 //! a real GnuPG key) and ECS_RECOVER_FROM_DUMP give the populated appliance's data back.
+//! The fixture's definition has `premigrate` with `if-table-missing: migrations`, so a dump
+//! without that table is an old one.
 
 mod common;
 
@@ -51,6 +53,15 @@ fn indent(text: &str, by: usize) -> String {
     text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
 }
 
+/// How often the fixture recorded each hook: (premigrate, migrate, bootstrap).
+fn hook_runs(x: &Appliance) -> [u32; 3] {
+    ["premigrate", "migrate", "bootstrap"].map(|h| {
+        x.psql(&format!("SELECT count(*) FROM hook_runs WHERE name = '{h}'"))
+            .parse()
+            .unwrap()
+    })
+}
+
 #[test]
 fn recover_from_backup_and_from_dump_give_identical_data() {
     // A populated appliance.
@@ -72,6 +83,7 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     };
     let want_counts = counts(&a);
     let want_files = checksums(&a.path("data/ecs-storage-vault"));
+    assert_eq!(hook_runs(&a), [0, 1, 1]);
 
     // What the backup command does: a custom-format dump, then duplicity of vault and dump.
     a.compose()
@@ -109,6 +121,20 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
         .run_checked()
         .unwrap();
     let dump = std::fs::read(a.path("data/dump/ecs-postgres/ecs.pgdump")).unwrap();
+    // An old dump (gzipped, as the original wrote them): from before `migrations` existed.
+    a.psql("DROP TABLE migrations");
+    a.compose()
+        .args([
+            "exec",
+            "-T",
+            "db",
+            "sh",
+            "-c",
+            "pg_dump -U postgres -Fc ecs | gzip > /dump/old.pgdump.gz",
+        ])
+        .run_checked()
+        .unwrap();
+    let old_dump = std::fs::read(a.path("data/dump/ecs-postgres/old.pgdump.gz")).unwrap();
     a.stop();
 
     // A new appliance on empty storage restores the backup.
@@ -136,6 +162,9 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     );
     assert_eq!(checksums(&b.path("data/ecs-storage-vault")), want_files);
     assert_eq!(b.get(true, "/").1.trim(), "fixture app: 1 items, 3 users");
+    // The dump has `migrations`: no premigrate; migrate and bootstrap ran once more.
+    assert_eq!(hook_runs(&b), [0, 2, 2]);
+    assert!(!b.step_state("database").1.contains("premigrate"));
     assert!(
         !b.path("run/ecs/gnupg-backup").exists(),
         "the private GnuPG home is removed"
@@ -158,4 +187,25 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
         c.step_state("database")
     );
     assert_eq!(counts(&c)[..2], want_counts[..2]);
+    assert_eq!(hook_runs(&c), [0, 2, 2]);
+    c.stop();
+
+    // An old dump: premigrate runs, then migrate.
+    let d = Appliance::new("fromolddump");
+    std::fs::create_dir_all(d.path("data/dump/ecs-postgres")).unwrap();
+    std::fs::write(d.path("data/dump/ecs-postgres/old.pgdump.gz"), &old_dump).unwrap();
+    d.write_env(
+        "  ssl:\n    letsencrypt:\n      enabled: false\n",
+        "  recover:\n    from_dump: true\n",
+    );
+    let out = d.start();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let message = d.step_state("database").1;
+    assert!(
+        message.starts_with("restored from dump ")
+            && message.ends_with("premigrated (no table migrations), migrated"),
+        "{message}"
+    );
+    assert_eq!(hook_runs(&d), [1, 2, 2]);
+    assert_eq!(counts(&d)[..2], want_counts[..2]);
 }
