@@ -42,6 +42,10 @@ pub struct Database {
     pub owner: String,
     /// Where the host's dump directory (/data/dump/ecs-postgres) is mounted in that container.
     pub dump_dir: String,
+    /// Extensions the superuser creates (`CREATE EXTENSION IF NOT EXISTS`) in a new database and
+    /// before a restore: the owner may not create them, nor restore a dump's entries for them.
+    #[serde(default)]
+    pub extensions: Vec<String>,
 }
 
 fn postgres() -> String {
@@ -126,6 +130,14 @@ pub fn parse(name: &Path, text: &str) -> anyhow::Result<AppDef> {
             );
         }
     }
+    for ext in &def.database.extensions {
+        if !is_name(ext, true) {
+            anyhow::bail!(
+                "{}: key x-ecs.database.extensions: expected extension names of lowercase letters, digits, _ and -, found {ext:?}",
+                name.display()
+            );
+        }
+    }
     Ok(def)
 }
 
@@ -145,6 +157,7 @@ mod tests {
     fn default_template_is_a_valid_definition() {
         let def = parse(Path::new("default"), DEFAULT_TEMPLATE).unwrap();
         assert_eq!(def.database.service, "postgres");
+        assert_eq!(def.database.extensions, ["pg_stat_statements"]);
         assert_eq!(
             def.hooks.premigrate.unwrap().if_table_missing,
             "django_migrations"
@@ -164,11 +177,12 @@ mod tests {
             )
         };
         let ok = def(
-            "",
+            ", extensions: [pg_stat_statements, uuid-ossp]",
             ", premigrate: {command: [p], if-table-missing: django_migrations}",
         )
         .unwrap();
         assert_eq!(ok.hooks.premigrate.unwrap().if_table_missing, "django_migrations");
+        assert_eq!(ok.database.extensions, ["pg_stat_statements", "uuid-ossp"]);
         let e = def("", ", premigrate: {command: [p]}").unwrap_err().to_string();
         assert!(e.contains("if-table-missing"), "{e}");
         let e = def("", ", premigrate: [p]").unwrap_err().to_string();
@@ -184,6 +198,8 @@ mod tests {
             e.contains("key x-ecs.hooks.premigrate.command: expected a command"),
             "{e}"
         );
+        let e = def(", extensions: [\"a'b\"]", "").unwrap_err().to_string();
+        assert!(e.contains("key x-ecs.database.extensions"), "{e}");
     }
 
     #[test]

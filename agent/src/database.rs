@@ -19,9 +19,20 @@ use crate::recover;
 pub enum DbState {
     Missing,
     Empty,
-    /// Number of tables in its public schema.
+    /// Number of tables and views in its public schema (an extension's own do not count).
     Populated(u64),
 }
+
+/// Tables and views in `public` that no extension owns: pg_stat_statements puts its views there,
+/// and a database that has only those is empty.
+const APP_TABLES: &str = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+     AND d.objid = c.oid AND d.deptype = 'e')";
+
+/// Where the filtered restore list is written, in the dump directory (the one place the host
+/// and the database container share); removed after the restore.
+const RESTORE_LIST: &str = ".ecs-agent-restore.list";
 
 pub struct Db<'a> {
     pub compose: &'a Compose,
@@ -62,10 +73,7 @@ impl Db<'_> {
             return Ok(DbState::Missing);
         }
         let n: u64 = self
-            .psql(
-                &self.name,
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
-            )?
+            .psql(&self.name, APP_TABLES)?
             .trim()
             .parse()
             .context("parsing the table count")?;
@@ -85,7 +93,18 @@ impl Db<'_> {
         Ok(found.trim() == "t")
     }
 
-    /// Creates the owner role (if missing) and the database (if missing).
+    /// Names of the extensions in the database.
+    fn extensions(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .psql(&self.name, "SELECT extname FROM pg_extension")?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// Creates the owner role (if missing), the database (if missing; an empty one is given to
+    /// the owner) and, as the superuser, the definition's extensions.
     pub fn create(&self) -> anyhow::Result<()> {
         let owner = &self.def.database.owner;
         self.psql(
@@ -100,6 +119,17 @@ impl Db<'_> {
                     self.name
                 ),
             )?;
+        } else {
+            // Made by someone else: PostgreSQL 15 lets only the database owner create tables in
+            // `public` (the original appliance, too, gave an existing database to app).
+            self.psql(
+                "postgres",
+                &format!("ALTER DATABASE \"{}\" OWNER TO \"{owner}\"", self.name),
+            )?;
+        }
+        for ext in &self.def.database.extensions {
+            self.psql(&self.name, &format!("CREATE EXTENSION IF NOT EXISTS \"{ext}\""))
+                .with_context(|| format!("creating extension {ext} (x-ecs.database.extensions)"))?;
         }
         Ok(())
     }
@@ -120,11 +150,30 @@ impl Db<'_> {
         );
         self.create()?;
         let d = &self.def.database;
+        let gz = inside.ends_with(".gz");
+        // The dump's table of contents, less the entries the owner may not restore.
+        let read = if gz {
+            "gzip -dc \"$1\" | pg_restore -l"
+        } else {
+            "pg_restore -l \"$1\""
+        };
+        let toc = self
+            .compose
+            .exec(&d.service, &["sh", "-c", read, "sh", &inside])
+            .with_context(|| format!("reading the table of contents of {}", host_file.display()))?;
+        let list = RemoveOnDrop(dump_dir_host.join(RESTORE_LIST));
+        host_util::write_atomic(
+            &list.0,
+            skip_extensions(&toc, &self.extensions()?).as_bytes(),
+            0o644,
+        )
+        .with_context(|| format!("writing {}", list.0.display()))?;
+        let list_inside = format!("{}/{RESTORE_LIST}", d.dump_dir.trim_end_matches('/'));
         let restore = format!(
-            "pg_restore -U \"$1\" -d \"$2\" --no-owner --role=\"$3\" --exit-on-error --single-transaction{}",
-            if inside.ends_with(".gz") { "" } else { " \"$4\"" }
+            "pg_restore -U \"$1\" -d \"$2\" --no-owner --role=\"$3\" --exit-on-error --single-transaction -L \"$5\"{}",
+            if gz { "" } else { " \"$4\"" }
         );
-        let script = if inside.ends_with(".gz") {
+        let script = if gz {
             format!("gzip -dc \"$4\" | {restore}")
         } else {
             restore
@@ -141,11 +190,45 @@ impl Db<'_> {
                     &self.name,
                     &d.owner,
                     &inside,
+                    &list_inside,
                 ],
             )
             .with_context(|| format!("restoring {}", host_file.display()))?;
         Ok(())
     }
+}
+
+/// A file removed on drop.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A `pg_restore -l` list with the entries for `present` extensions commented out: the
+/// extension itself and its comment. The superuser made them already (plpgsql, and those of
+/// x-ecs.database.extensions); restoring them as the owner fails (`must be owner of extension`).
+fn skip_extensions(toc: &str, present: &[String]) -> String {
+    let mut out = String::with_capacity(toc.len());
+    for line in toc.lines() {
+        // `<id>; <tableoid> <oid> EXTENSION - <name> ...`, `<id>; 0 0 COMMENT - EXTENSION <name> ...`
+        let words: Vec<&str> = line
+            .split_once("; ")
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let name = match words.as_slice() {
+            [_, _, "EXTENSION", "-", name, ..] | [_, _, "COMMENT", "-", "EXTENSION", name, ..] => Some(*name),
+            _ => None,
+        };
+        if name.is_some_and(|n| present.iter().any(|p| p == n)) {
+            out.push(';');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Step `postgres`: starts the database service and waits until it answers.
@@ -286,5 +369,30 @@ pub fn decide(ctx: &Context, compose: &Compose, def: &AppDef, settings: &Setting
                 }
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_extensions;
+
+    #[test]
+    fn restore_list_skips_present_extensions_only() {
+        let toc = "; Archive created at 2026-01-01\n;\n\
+                   3; 3079 16385 EXTENSION - pg_stat_statements \n\
+                   4; 0 0 COMMENT - EXTENSION pg_stat_statements \n\
+                   5; 3079 16420 EXTENSION - hstore \n\
+                   218; 1259 16433 TABLE public items app\n\
+                   3350; 0 16433 TABLE DATA public items app\n";
+        let list = skip_extensions(toc, &["plpgsql".into(), "pg_stat_statements".into()]);
+        assert_eq!(
+            list,
+            "; Archive created at 2026-01-01\n;\n\
+             ;3; 3079 16385 EXTENSION - pg_stat_statements \n\
+             ;4; 0 0 COMMENT - EXTENSION pg_stat_statements \n\
+             5; 3079 16420 EXTENSION - hstore \n\
+             218; 1259 16433 TABLE public items app\n\
+             3350; 0 16433 TABLE DATA public items app\n"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Restore decisions on empty storage: ECS_RECOVER_FROM_BACKUP (duplicity, file:// target,
 //! a real GnuPG key) and ECS_RECOVER_FROM_DUMP give the populated appliance's data back.
-//! The fixture's definition has `premigrate` with `if-table-missing: migrations`, so a dump
-//! without that table is an old one.
+//! The fixture's definition has `extensions: [pg_stat_statements]`, so every dump carries the
+//! extension, and `premigrate` with `if-table-missing: migrations`, so a dump without that table
+//! is an old one.
 
 mod common;
 
@@ -62,6 +63,24 @@ fn hook_runs(x: &Appliance) -> [u32; 3] {
     })
 }
 
+/// SQL as the superuser in database `postgres`, retried until the server answers.
+fn psql_when_ready(x: &Appliance, sql: &str) {
+    for _ in 0..60 {
+        let ok = x
+            .compose()
+            .args([
+                "exec", "-T", "db", "psql", "-X", "-U", "postgres", "-d", "postgres", "-c", sql,
+            ])
+            .run_checked()
+            .is_ok();
+        if ok {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    panic!("the database service did not take {sql}");
+}
+
 #[test]
 fn recover_from_backup_and_from_dump_give_identical_data() {
     // A populated appliance.
@@ -83,6 +102,11 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     };
     let want_counts = counts(&a);
     let want_files = checksums(&a.path("data/ecs-storage-vault"));
+    // A new database: the extension made by the superuser, migrate then bootstrap once each.
+    assert_eq!(
+        a.psql("SELECT extname FROM pg_extension WHERE extname = 'pg_stat_statements'"),
+        "pg_stat_statements"
+    );
     assert_eq!(hook_runs(&a), [0, 1, 1]);
 
     // What the backup command does: a custom-format dump, then duplicity of vault and dump.
@@ -121,6 +145,13 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
         .run_checked()
         .unwrap();
     let dump = std::fs::read(a.path("data/dump/ecs-postgres/ecs.pgdump")).unwrap();
+    // The dump has the extension's entries, which the owner could not restore.
+    let toc = a
+        .compose()
+        .args(["exec", "-T", "db", "pg_restore", "-l", "/dump/ecs.pgdump"])
+        .run_stdout()
+        .unwrap();
+    assert!(toc.contains("EXTENSION - pg_stat_statements"), "{toc}");
     // An old dump (gzipped, as the original wrote them): from before `migrations` existed.
     a.psql("DROP TABLE migrations");
     a.compose()
@@ -190,7 +221,8 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     assert_eq!(hook_runs(&c), [0, 2, 2]);
     c.stop();
 
-    // An old dump: premigrate runs, then migrate.
+    // An old dump into a database that holds nothing but the extension (its views are not
+    // application tables, so the database counts as empty): premigrate runs, then migrate.
     let d = Appliance::new("fromolddump");
     std::fs::create_dir_all(d.path("data/dump/ecs-postgres")).unwrap();
     std::fs::write(d.path("data/dump/ecs-postgres/old.pgdump.gz"), &old_dump).unwrap();
@@ -198,6 +230,9 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
         "  ssl:\n    letsencrypt:\n      enabled: false\n",
         "  recover:\n    from_dump: true\n",
     );
+    d.compose().args(["up", "-d", "db"]).run_checked().unwrap();
+    psql_when_ready(&d, "CREATE DATABASE ecs");
+    d.psql("CREATE EXTENSION pg_stat_statements");
     let out = d.start();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let message = d.step_state("database").1;
