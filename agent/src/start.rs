@@ -147,12 +147,17 @@ fn ecs_git_ref(vars: &BTreeMap<String, String>) -> &str {
 
 /// Writes the compose project and parses its appliance definition.
 pub fn project(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<(Compose, AppDef)> {
-    let (name, text) = match &ctx.compose_template {
-        Some(p) => (
+    // env.yml wins over the image's context, which wins over the definition the agent ships.
+    let (name, text) = match (&env.settings.compose, &ctx.compose_template) {
+        (Some(text), _) => (
+            std::path::PathBuf::from("env.yml appliance.compose"),
+            text.clone(),
+        ),
+        (None, Some(p)) => (
             p.clone(),
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         ),
-        None => ("(built-in template)".into(), appdef::DEFAULT_TEMPLATE.to_string()),
+        (None, None) => ("(built-in template)".into(), appdef::DEFAULT_TEMPLATE.to_string()),
     };
     let def = appdef::parse(&name, &text).map_err(|e| ConfigError(format!("{e:#}")))?;
     let dir = ctx.compose_dir();
@@ -163,7 +168,7 @@ pub fn project(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<(Compose, AppDe
     let docker = Docker {
         host: ctx.docker_host.clone(),
     };
-    docker.ping()?;
+    docker.ensure_running(ctx.docker_unit.as_deref(), Duration::from_secs(120))?;
     // The record lives beside docker's own store on /volatile: a new disk means a new load.
     let record = ctx.volatile_dir.join("docker/ecs-loaded-images");
     let loaded = docker::load_baked_images(&docker, &ctx.images_dir, &record)?;
@@ -296,9 +301,23 @@ pub fn report_failure(ctx: &Context, unit: &str) -> anyhow::Result<()> {
         .as_ref()
         .map(|e| e.settings.domain.clone())
         .unwrap_or_else(|| "ECS appliance".into());
-    let message =
-        format!("{unit} stopped before finishing (timeout, crash or kill); see journalctl -u {unit}");
-    if tracker.status.phase != "failed" {
+    let died = format!("{unit} stopped before finishing (timeout, crash or kill); see journalctl -u {unit}");
+    // A failure the agent recorded itself (it exits non-zero after a failed step, which also
+    // triggers OnFailure) keeps its own reason on the page.
+    let recorded = tracker
+        .status
+        .steps
+        .iter()
+        .find(|s| s.state == State::Failed)
+        .filter(|_| tracker.status.phase == "failed")
+        .map(|s| {
+            format!(
+                "The appliance failed to start: step {} failed: {}. The data is untouched; the operator has been notified.",
+                s.name, s.message
+            )
+        });
+    let message = recorded.clone().unwrap_or(died);
+    if recorded.is_none() {
         let running = tracker
             .status
             .steps
@@ -318,7 +337,10 @@ pub fn report_failure(ctx: &Context, unit: &str) -> anyhow::Result<()> {
             detail: message.clone(),
         },
     )?;
-    if let Some(dsn) = env.and_then(|e| e.settings.sentry_dsn) {
+    // The agent already reported a failure it recorded.
+    if recorded.is_none()
+        && let Some(dsn) = env.and_then(|e| e.settings.sentry_dsn)
+    {
         report::send(&dsn, &ctx.run_dir, "fatal", &message, &[("unit", unit)])?;
     }
     Ok(())
