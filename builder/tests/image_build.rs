@@ -5,27 +5,25 @@
 //!
 //! One image is built per test binary (`shared()`) and reused by the tests that only read it.
 //! The base cache is kept in `$TMPDIR/ecs-build-image-tests/cache` between runs; deleting it
-//! makes the next run cold.
+//! makes the next run cold. This process's files (`run-<pid>`) go when it ends without a panic.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use e2e_tests::{Drive, Vm, VmConfig, as_build_user, is_root, user_ids};
+use common::{USER, Workspace, build_command, chown_to_user, config_new, sha256_of, ssh_key};
+use e2e_tests::{Drive, Vm, VmConfig, is_root, user_ids};
 use host_util::{CommandExt, Tool};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecs-build");
-const USER: &str = "ecsbuild";
-const EPOCH: &str = "1700000000";
 const QEMU_IMG: Tool = Tool::new("qemu-img", "qemu-utils");
-const SSH_KEYGEN: Tool = Tool::new("ssh-keygen", "openssh-client");
 const PACKER: Tool = Tool::new("packer", "packer");
 
 struct Fixture {
-    work: PathBuf,
-    cache: PathBuf,
+    ws: Workspace,
     agent: PathBuf,
     key: PathBuf,
     env: PathBuf,
@@ -42,68 +40,24 @@ struct Built {
 /// the cache directory holds no temporary files after it failed.
 static CACHE_WRITERS: Mutex<()> = Mutex::new(());
 
-fn chown_to_user(path: &Path) {
-    if !is_root() {
-        return;
-    }
-    let (uid, gid) = user_ids(USER).unwrap_or_else(|e| panic!("{e:#}"));
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
-            .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
-        if p.is_dir() && !p.is_symlink() {
-            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
-        }
-    }
-}
-
-fn config_new(work: &Path, name: &str, domain: &str, key_pub: &Path) -> PathBuf {
-    let out = work.join(name);
-    let o = Command::new(BIN)
-        .args(["config", "new", "--domain", domain, "--ssh-key"])
-        .arg(key_pub)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "config new: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out.join("env.yml")
-}
-
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let root = std::env::temp_dir().join("ecs-build-image-tests");
-        let cache = root.join("cache");
-        std::fs::create_dir_all(&cache).unwrap();
-        let work = root.join(format!("run-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(work.join("home")).unwrap();
+        let ws = Workspace::new("run");
         // The agent is copied so a test can change it without touching target/.
-        let agent = work.join("ecs-agent");
+        let agent = ws.work.join("ecs-agent");
         std::fs::copy(e2e_tests::workspace_binary("ecs-agent"), &agent).unwrap();
-        let key = work.join("id_ed25519");
-        SSH_KEYGEN
-            .command()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f"])
-            .arg(&key)
-            .run_checked()
-            .unwrap();
-        let env = config_new(&work, "env", "appliance.test", &key.with_extension("pub"));
+        chown_to_user(&agent);
+        let key = ssh_key(&ws.work.join("id_ed25519"));
+        let env = config_new(
+            &ws.work.join("env"),
+            "appliance.test",
+            &key.with_extension("pub"),
+            None,
+        );
         let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/systemd");
-        chown_to_user(&root);
-        if is_root() {
-            // ssh refuses a private key that is not its user's own.
-            std::os::unix::fs::lchown(&key, Some(0), Some(0)).unwrap();
-        }
         Fixture {
-            work,
-            cache,
+            ws,
             agent,
             key,
             env,
@@ -114,7 +68,7 @@ fn fixture() -> &'static Fixture {
 
 /// A machine.yml for the tests: the default package set, small disks.
 fn machine_yml(f: &Fixture, name: &str, extra: &str, agent: &Path, env: &Path) -> PathBuf {
-    let path = f.work.join(format!("{name}.yml"));
+    let path = f.ws.work.join(format!("{name}.yml"));
     let text = format!(
         "name: ecs-test\nseed: image-tests\nbase:\n  suite: trixie\n{extra}\
          disks:\n  root_size: 3G\n  volatile_size: 512M\n  data_size: 2G\n\
@@ -130,28 +84,7 @@ fn machine_yml(f: &Fixture, name: &str, extra: &str, agent: &Path, env: &Path) -
 }
 
 fn out_dir(f: &Fixture, name: &str) -> PathBuf {
-    let out = f.work.join(name);
-    std::fs::create_dir_all(&out).unwrap();
-    chown_to_user(&out);
-    out
-}
-
-fn build_command(f: &Fixture, machine: &Path, out: &Path) -> Command {
-    let env = [
-        ("HOME", f.work.join("home").display().to_string()),
-        ("XDG_CACHE_HOME", f.cache.display().to_string()),
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        ),
-        ("SOURCE_DATE_EPOCH", EPOCH.to_string()),
-    ];
-    let mut cmd = as_build_user(Path::new(BIN), USER, &env).unwrap_or_else(|e| panic!("{e:#}"));
-    cmd.args(["--json", "image", "--config"])
-        .arg(machine)
-        .args(["--image-version", "1.0-test", "--out"])
-        .arg(out);
-    cmd
+    f.ws.out_dir(name)
 }
 
 fn events(o: &Output) -> Vec<Value> {
@@ -169,7 +102,7 @@ fn rootfs_cache(events: &[Value]) -> Option<String> {
 }
 
 fn run_build(f: &Fixture, machine: &Path, out: &Path) -> (Output, Vec<Value>) {
-    let o = build_command(f, machine, out)
+    let o = build_command(&f.ws, machine, out)
         .output()
         .expect("running ecs-build image");
     let ev = events(&o);
@@ -211,24 +144,6 @@ fn shared() -> &'static Built {
             events,
         }
     })
-}
-
-fn sha256_of(path: &Path) -> (String, u64) {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).unwrap();
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    (hex::encode(h.finalize()), n)
 }
 
 fn visible_and_hidden(dir: &Path) -> (Vec<String>, Vec<String>) {
@@ -369,14 +284,19 @@ fn same_inputs_and_epoch_give_the_same_raw_image() {
 fn changing_only_the_agent_and_env_reuses_the_cached_base() {
     let b = shared();
     let f = fixture();
-    let agent2 = f.work.join("ecs-agent-changed");
+    let agent2 = f.ws.work.join("ecs-agent-changed");
     let mut bytes = std::fs::read(&f.agent).unwrap();
     bytes.extend_from_slice(b"\0changed agent build\0");
     std::fs::write(&agent2, &bytes).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&agent2, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let env2 = config_new(&f.work, "env2", "other.test", &f.key.with_extension("pub"));
-    chown_to_user(&f.work.join("env2"));
+    let env2 = config_new(
+        &f.ws.work.join("env2"),
+        "other.test",
+        &f.key.with_extension("pub"),
+        None,
+    );
+    chown_to_user(&f.ws.work.join("env2"));
     chown_to_user(&agent2);
     let machine = machine_yml(f, "changed", "", &agent2, &env2);
     let out = out_dir(f, "out-changed");
@@ -391,7 +311,7 @@ fn changing_only_the_agent_and_env_reuses_the_cached_base() {
 
 /// The cache holds only complete entries: no temporary files, each tarball with its record.
 fn assert_cache_clean(f: &Fixture, before: &[String]) {
-    let (visible, hidden) = visible_and_hidden(&f.cache.join("ecs-build/rootfs"));
+    let (visible, hidden) = visible_and_hidden(&f.ws.cache.join("ecs-build/rootfs"));
     assert!(hidden.is_empty(), "temporary files in the cache: {hidden:?}");
     assert_eq!(visible, before, "the cache changed");
 }
@@ -401,7 +321,7 @@ fn unreachable_mirror_fails_clearly_and_leaves_nothing() {
     shared();
     let f = fixture();
     let _guard = CACHE_WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-    let (before, _) = visible_and_hidden(&f.cache.join("ecs-build/rootfs"));
+    let (before, _) = visible_and_hidden(&f.ws.cache.join("ecs-build/rootfs"));
     let machine = machine_yml(
         f,
         "mirror",
@@ -422,7 +342,7 @@ fn unreachable_mirror_fails_clearly_and_leaves_nothing() {
 fn root_too_small_for_the_tree_is_bad_input_and_leaves_nothing() {
     shared();
     let f = fixture();
-    let machine = f.work.join("small.yml");
+    let machine = f.ws.work.join("small.yml");
     let text = std::fs::read_to_string(machine_yml(f, "small-src", "", &f.agent, &f.env))
         .unwrap()
         .replace("root_size: 3G", "root_size: 400M");
@@ -442,12 +362,12 @@ fn sigint_during_the_base_build_leaves_no_artifact_and_no_cache_entry() {
     shared();
     let f = fixture();
     let _guard = CACHE_WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-    let rootfs = f.cache.join("ecs-build/rootfs");
+    let rootfs = f.ws.cache.join("ecs-build/rootfs");
     let (before, _) = visible_and_hidden(&rootfs);
     // An extra package makes a new cache key, so mmdebstrap really runs.
     let machine = machine_yml(f, "sigint", "  extra_packages: [hello]\n", &f.agent, &f.env);
     let out = out_dir(f, "out-sigint");
-    let mut child = build_command(f, &machine, &out)
+    let mut child = build_command(&f.ws, &machine, &out)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -489,7 +409,7 @@ fn sigint_during_the_base_build_leaves_no_artifact_and_no_cache_entry() {
 fn image_boots_from_its_own_grub_with_seed_and_blank_data_disk() {
     let b = shared();
     let f = fixture();
-    let data = f.work.join("data-disk.raw");
+    let data = f.ws.work.join("data-disk.raw");
     std::fs::File::create(&data).unwrap().set_len(2 << 30).unwrap();
     let mut vm = Vm::boot(&VmConfig {
         drives: vec![
@@ -508,7 +428,7 @@ fn image_boots_from_its_own_grub_with_seed_and_blank_data_disk() {
         memory_mib: 2048,
         cpus: 2,
         forward: vec![22],
-        serial_log: f.work.join("boot-console.log"),
+        serial_log: f.ws.work.join("boot-console.log"),
     })
     .unwrap_or_else(|e| panic!("{e:#}"));
     let minutes = |m: u64| Duration::from_secs(60 * m);

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use host_util::{CommandExt, Tool};
 use sha2::{Digest, Sha256};
 
-pub use e2e_tests::docker::{Harness, command as docker};
+pub use e2e_tests::docker::Harness;
 
 pub const COMPOSE: Tool = Tool::new("docker-compose", "docker-compose");
 pub const CURL: Tool = Tool::new("curl", "curl");
@@ -27,6 +27,11 @@ pub fn fixtures() -> PathBuf {
 
 fn need(tool: Tool) -> PathBuf {
     tool.path().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `docker` talking to the shared dockerd at `host`.
+pub fn docker(host: &str) -> Command {
+    e2e_tests::docker::command(host)
 }
 
 pub fn require_root() {
