@@ -63,7 +63,9 @@ pub struct Context {
     pub acme_directory: String,
     /// Extra CA certificate (PEM) for the ACME server, e.g. pebble's in tests.
     pub acme_ca_root: Option<PathBuf>,
-    /// Seconds to wait for the database to accept connections.
+    /// Seconds to wait for the database to accept connections. Generous: a first start runs
+    /// initdb, which takes minutes on slow disks or emulated CPUs; a container that exits or
+    /// turns unhealthy fails the step at once anyway.
     pub database_timeout_secs: u64,
     /// Seconds to wait for every service to be healthy.
     pub health_timeout_secs: u64,
@@ -93,7 +95,7 @@ impl Default for Context {
             upstream_port: 5000,
             acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
             acme_ca_root: None,
-            database_timeout_secs: 120,
+            database_timeout_secs: 600,
             health_timeout_secs: 600,
         }
     }

@@ -43,7 +43,15 @@ fn fresh_start_creates_the_database_and_a_restart_keeps_it() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("ecs-agent: started\n"), "{text}");
-    for step in ["env", "storage", "postgres", "database", "app-dirs", "tls", "containers"] {
+    for step in [
+        "env",
+        "storage",
+        "postgres",
+        "database",
+        "app-dirs",
+        "tls",
+        "containers",
+    ] {
         assert!(
             text.contains(&format!("ecs-agent: step {step} ok: ")),
             "{step}: {text}"

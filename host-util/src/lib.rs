@@ -7,10 +7,12 @@
 
 pub mod atomic;
 pub mod command;
+pub mod space;
 pub mod tool;
 pub mod user;
 
 pub use atomic::{AtomicDir, AtomicFile, write_atomic};
 pub use command::{CommandError, CommandExt};
+pub use space::{available_bytes, free_space_note};
 pub use tool::{MissingTool, Tool};
 pub use user::is_root;

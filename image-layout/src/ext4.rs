@@ -189,6 +189,12 @@ pub fn make_ext4_streamed<E: std::error::Error + 'static>(
         let _ = log.read_to_string(&mut text);
         let text = text.trim();
         let tail = &text[text.floor_char_boundary(text.len().saturating_sub(1024))..];
+        let tail = if tail.is_empty() {
+            let dir = image.parent().unwrap_or(Path::new("."));
+            format!("mke2fs printed nothing{}", host_util::free_space_note(dir))
+        } else {
+            tail.to_string()
+        };
         return Err(StreamError::Ext4(Ext4Error::Mke2fs {
             label: spec.label.clone(),
             offset: spec.offset,
