@@ -1,0 +1,443 @@
+//! The appliance judged by booting it: one image, built for real by `ecs-build image` with the
+//! fixture app's images baked in (`images:`) and its appliance definition in env.yml
+//! (`appliance.compose`), booted under qemu (TCG) with its seed ISO and blank or foreign data
+//! disks. The tests check what `ecs-agent` did inside the guest: storage, docker, the database,
+//! HTTPS on a forwarded port, and that a reboot keeps the data.
+//!
+//! Each guest writes to its own qcow2 overlay of the shared image; the data disks are sparse
+//! raw files. A guest's first boot takes minutes under TCG (most of it loading the baked images
+//! and initdb), so the image is built once per test binary and the scenarios share it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{IMAGE_VERSION, Workspace, build_command, config_new, sha256_of, ssh_key};
+use e2e_tests::{Drive, Vm, VmConfig, docker, workspace_binary};
+use host_util::{CommandExt, Tool};
+use serde_json::Value;
+
+const DOMAIN: &str = "appliance.test";
+const NAME: &str = "ecs-vm";
+const QEMU_IMG: Tool = Tool::new("qemu-img", "qemu-utils");
+const CURL: Tool = Tool::new("curl", "curl");
+const SFDISK: Tool = Tool::new("sfdisk", "fdisk");
+const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
+
+fn minutes(m: u64) -> Duration {
+    Duration::from_secs(60 * m)
+}
+
+fn tool(t: Tool) -> Command {
+    t.command().unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Image {
+    ws: Workspace,
+    qcow2: PathBuf,
+    seed: PathBuf,
+    key: PathBuf,
+}
+
+/// env.yml for the fixture appliance: the fixture's compose file as `appliance.compose`, and
+/// no ACME (there is no CA to reach; the agent's self-signed certificate serves).
+fn extra_yml(ws: &Workspace) -> PathBuf {
+    let compose = std::fs::read_to_string(docker::fixtures().join("app/compose.yml")).unwrap();
+    let indented: String = compose.lines().map(|l| format!("    {l}\n")).collect();
+    let path = ws.work.join("extra.yml");
+    std::fs::write(
+        &path,
+        format!("appliance:\n  ssl:\n    letsencrypt:\n      enabled: false\n  compose: |\n{indented}"),
+    )
+    .unwrap();
+    path
+}
+
+fn image() -> &'static Image {
+    static I: OnceLock<Image> = OnceLock::new();
+    I.get_or_init(|| {
+        let ws = Workspace::new("appliance-vm");
+        let key = ssh_key(&ws.work.join("id_ed25519"));
+        let env = config_new(
+            &ws.work.join("env"),
+            DOMAIN,
+            &key.with_extension("pub"),
+            Some(&extra_yml(&ws)),
+        );
+        let archive = docker::fixture_archive();
+        let agent = workspace_binary("ecs-agent");
+        let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/systemd");
+        let machine = ws.work.join("machine.yml");
+        // Volatile holds docker's store: the two fixture images, loaded.
+        std::fs::write(
+            &machine,
+            format!(
+                "name: {NAME}\nseed: appliance-vm\nbase:\n  suite: trixie\n\
+                 disks:\n  root_size: 3G\n  volatile_size: 6G\n  data_size: 4G\n\
+                 outputs:\n  raw: false\n  qcow2: true\n  packer: false\n\
+                 env: {}\nimages:\n  - {}\nagent:\n  binary: {}\n  units: {}\n",
+                env.display(),
+                archive.display(),
+                agent.display(),
+                units.display()
+            ),
+        )
+        .unwrap();
+        common::chown_to_user(&machine);
+        let out = ws.out_dir("out");
+        let o = build_command(&ws, &machine, &out).output().unwrap();
+        assert!(
+            o.status.success(),
+            "ecs-build image failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Image {
+            qcow2: out.join(format!("{NAME}-{IMAGE_VERSION}.qcow2")),
+            seed: out.join(format!("{NAME}-{IMAGE_VERSION}.seed.iso")),
+            key,
+            ws,
+        }
+    })
+}
+
+/// One guest's disks: its own overlay of the image (or another system disk), and data disks.
+struct Guest {
+    name: String,
+    system: Drive,
+    data: Vec<PathBuf>,
+}
+
+impl Guest {
+    /// A guest on its own qcow2 overlay of the image.
+    fn new(name: &str, data_disks: usize) -> Guest {
+        let overlay = image().ws.work.join(format!("{name}-system.qcow2"));
+        tool(QEMU_IMG)
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(&image().qcow2)
+            .arg(&overlay)
+            .run_checked()
+            .unwrap();
+        let system = Drive {
+            path: overlay,
+            format: "qcow2",
+            snapshot: false,
+        };
+        Guest::with_system(name, system, data_disks)
+    }
+
+    /// A guest on `system`, with `data_disks` blank sparse 4 GiB disks.
+    fn with_system(name: &str, system: Drive, data_disks: usize) -> Guest {
+        let data = (0..data_disks)
+            .map(|i| {
+                let p = image().ws.work.join(format!("{name}-data{i}.raw"));
+                std::fs::File::create(&p).unwrap().set_len(4 << 30).unwrap();
+                p
+            })
+            .collect();
+        Guest {
+            name: name.into(),
+            system,
+            data,
+        }
+    }
+
+    fn boot(&self, n: usize) -> Vm {
+        let img = image();
+        let mut drives = vec![self.system.clone()];
+        drives.extend(self.data.iter().map(|p| Drive {
+            path: p.clone(),
+            format: "raw",
+            snapshot: false,
+        }));
+        Vm::boot(&VmConfig {
+            drives,
+            cdrom: Some(img.seed.clone()),
+            memory_mib: 3072,
+            cpus: 2,
+            forward: vec![22, 80, 443],
+            serial_log: img.ws.work.join(format!("{}-boot{n}.log", self.name)),
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+fn ssh(vm: &mut Vm, command: &str) -> String {
+    vm.ssh_retry(&image().key, "root", command, minutes(5))
+        .unwrap_or_else(|e| panic!("{command}: {e:#}"))
+}
+
+fn wait(vm: &mut Vm, marker: &str, timeout: Duration) {
+    vm.wait_for(marker, timeout).unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// `ecs-agent start` reached the end, at its first try: a step that failed and passed when
+/// the unit restarted would still be a broken first boot.
+fn wait_running(vm: &mut Vm) {
+    wait(vm, "ecs-agent: running", minutes(30));
+    let console = vm.console();
+    let failed: Vec<&str> = console
+        .lines()
+        .filter(|l| l.contains("ecs-agent: step ") && l.contains(" failed: "))
+        .collect();
+    assert!(failed.is_empty(), "a step failed on the way: {failed:#?}");
+}
+
+fn status(vm: &mut Vm) -> Value {
+    serde_json::from_str(&ssh(vm, "cat /run/ecs/status.json")).unwrap()
+}
+
+fn step_message(status: &Value, name: &str) -> String {
+    status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s["state"].as_str().unwrap(),
+                s["message"].as_str().unwrap()
+            )
+        })
+        .unwrap_or_else(|| panic!("no step {name} in {status}"))
+}
+
+/// (status code, body) of a GET through the forwarded port; retried while the frontend
+/// reloads (a connection reset then is not an answer).
+fn get(vm: &Vm, https: bool, path: &str) -> (u16, String) {
+    let (scheme, guest) = if https { ("https", 443) } else { ("http", 80) };
+    let port = vm.port(guest);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = tool(CURL)
+            .args([
+                "-sS",
+                "-k",
+                "--max-time",
+                "20",
+                "-w",
+                "\n%{http_code}",
+                "--resolve",
+            ])
+            .arg(format!("{DOMAIN}:{port}:127.0.0.1"))
+            .arg(format!("{scheme}://{DOMAIN}:{port}{path}"))
+            .run_stdout();
+        match out {
+            Ok(out) => {
+                let (body, code) = out.rsplit_once('\n').unwrap();
+                return (code.trim().parse().unwrap(), body.to_string());
+            }
+            Err(e) if Instant::now() > deadline => panic!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// What every started appliance shows: docker on /volatile, data mounted, the app over HTTPS.
+fn assert_serving(vm: &mut Vm) {
+    assert_eq!(
+        ssh(vm, "docker info -f '{{.DockerRootDir}}'").trim(),
+        "/volatile/docker"
+    );
+    assert_eq!(
+        ssh(vm, "findmnt -n -o SOURCE,LABEL /data")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["/dev/mapper/permanent-data", "ecs-data"]
+    );
+    assert_eq!(status(vm)["phase"], "running");
+    let (code, body) = get(vm, true, "/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("fixture app:"), "{body}");
+}
+
+fn psql(vm: &mut Vm, sql: &str) -> String {
+    let cmd = format!(
+        "docker exec $(docker ps -q --filter label=com.docker.compose.service=db) \
+         psql -X -U postgres -d ecs -tAc \"{sql}\""
+    );
+    ssh(vm, &cmd).trim().to_string()
+}
+
+/// Powers the guest off from inside (qemu runs with -no-reboot and exits).
+fn power_off(vm: &mut Vm) {
+    // The connection drops as the guest goes down: the command's own result says nothing.
+    let _ = vm.ssh(&image().key, "root", "systemctl poweroff");
+    vm.wait_exit(minutes(10)).unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[test]
+fn one_blank_disk_gets_lvm_data_and_a_reboot_keeps_the_database() {
+    let guest = Guest::new("one", 1);
+    let mut vm = guest.boot(1);
+    wait_running(&mut vm);
+    assert_serving(&mut vm);
+    let s = status(&mut vm);
+    assert!(
+        step_message(&s, "storage").contains("created data on /dev/vdb"),
+        "{s}"
+    );
+    assert!(step_message(&s, "database").starts_with("ok: "), "{s}");
+    // LV data takes 85% of the VG; the rest is left for snapshots.
+    let sizes = ssh(
+        &mut vm,
+        "lvs --noheadings --units b --nosuffix -o lv_size,vg_size permanent/data",
+    );
+    let sizes: Vec<f64> = sizes.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    let share = sizes[0] / sizes[1];
+    assert!((0.84..=0.86).contains(&share), "lv/vg = {share}");
+    assert_eq!(
+        psql(
+            &mut vm,
+            "INSERT INTO users (email) VALUES ('vm@example.org') RETURNING id"
+        ),
+        "1"
+    );
+    power_off(&mut vm);
+
+    let mut vm = guest.boot(2);
+    wait_running(&mut vm);
+    assert_serving(&mut vm);
+    let s = status(&mut vm);
+    let db = step_message(&s, "database");
+    assert!(db.contains("present") && db.contains("kept"), "{db}");
+    assert_eq!(
+        psql(
+            &mut vm,
+            "SELECT count(*) FROM users WHERE email = 'vm@example.org'"
+        ),
+        "1"
+    );
+}
+
+#[test]
+fn two_blank_disks_get_a_raid1_mirror_that_assembles_after_a_reboot() {
+    let guest = Guest::new("raid", 2);
+    let mut vm = guest.boot(1);
+    wait_running(&mut vm);
+    assert_serving(&mut vm);
+    let s = status(&mut vm);
+    assert!(
+        step_message(&s, "storage").contains("created data on /dev/vdb + /dev/vdc"),
+        "{s}"
+    );
+    let detail = ssh(&mut vm, "mdadm --detail /dev/md/permanent");
+    for want in [
+        "Raid Level : raid1",
+        "Name : any:permanent",
+        "Intent Bitmap : Internal",
+    ] {
+        assert!(detail.contains(want), "{want}: {detail}");
+    }
+    let pv = ssh(
+        &mut vm,
+        "lsblk -n -o TYPE $(pvs --noheadings -o pv_name | tr -d ' ')",
+    );
+    assert_eq!(pv.trim(), "raid1");
+    psql(&mut vm, "INSERT INTO users (email) VALUES ('mirror@example.org')");
+    power_off(&mut vm);
+
+    let mut vm = guest.boot(2);
+    wait_running(&mut vm);
+    assert_serving(&mut vm);
+    let mdstat = ssh(&mut vm, "cat /proc/mdstat");
+    assert!(
+        mdstat.contains("raid1") && mdstat.contains("vdb") && mdstat.contains("vdc"),
+        "{mdstat}"
+    );
+    let db = step_message(&status(&mut vm), "database");
+    assert!(db.contains("kept"), "{db}");
+    assert_eq!(
+        psql(
+            &mut vm,
+            "SELECT count(*) FROM users WHERE email = 'mirror@example.org'"
+        ),
+        "1"
+    );
+}
+
+#[test]
+fn a_disk_with_a_foreign_filesystem_is_refused_and_left_untouched() {
+    let guest = Guest::new("foreign", 1);
+    tool(MKFS_EXT4)
+        .args(["-q", "-F", "-L", "photos"])
+        .arg(&guest.data[0])
+        .run_checked()
+        .unwrap();
+    let before = sha256_of(&guest.data[0]);
+    let mut vm = guest.boot(1);
+    wait(&mut vm, "ecs-agent: step storage failed", minutes(20));
+    let s = status(&mut vm);
+    assert_eq!(s["phase"], "failed");
+    let msg = step_message(&s, "storage");
+    assert!(msg.contains("/dev/vdb carries ext4 (LABEL=photos)"), "{msg}");
+    for https in [true, false] {
+        let (code, body) = get(&vm, https, "/");
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("carries ext4"), "{body}");
+    }
+    assert_eq!(ssh(&mut vm, "findmnt -n /data || echo none").trim(), "none");
+    power_off(&mut vm);
+    assert_eq!(
+        sha256_of(&guest.data[0]),
+        before,
+        "the refused disk was written to"
+    );
+}
+
+#[test]
+fn a_system_disk_without_volatile_gets_it_and_docker_starts_after_it() {
+    // A cloud image's shape: root alone, free space after it. Made from the image by dropping
+    // p2 and wiping what it held, so nothing of the old volatile can be found again.
+    let img = image();
+    let raw = img.ws.work.join("novolatile-system.raw");
+    tool(QEMU_IMG)
+        .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
+        .arg(&img.qcow2)
+        .arg(&raw)
+        .run_checked()
+        .unwrap();
+    let table: Value =
+        serde_json::from_str(&tool(SFDISK).arg("--json").arg(&raw).run_stdout().unwrap()).unwrap();
+    let p2_start = table["partitiontable"]["partitions"][1]["start"]
+        .as_u64()
+        .unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&raw).unwrap();
+        f.seek(SeekFrom::Start(p2_start * 512)).unwrap();
+        f.write_all(&vec![0u8; 8 << 20]).unwrap();
+    }
+    tool(SFDISK)
+        .args(["-q", "--delete"])
+        .arg(&raw)
+        .arg("2")
+        .run_checked()
+        .unwrap();
+    let system = Drive {
+        path: raw,
+        format: "raw",
+        snapshot: false,
+    };
+    let guest = Guest::with_system("novolatile", system, 1);
+    let mut vm = guest.boot(1);
+    wait_running(&mut vm);
+    assert_serving(&mut vm);
+    let storage = step_message(&status(&mut vm), "storage");
+    assert!(storage.contains("ok: created volatile;"), "{storage}");
+    assert_eq!(
+        ssh(&mut vm, "findmnt -n -o SOURCE,LABEL /volatile")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["/dev/vda2", "ecs-volatile"]
+    );
+    // Root kept its size: cloud-init's growpart did not take the space.
+    let root_size: u64 = ssh(&mut vm, "lsblk -b -n -o SIZE /dev/vda1")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(root_size, 3 << 30);
+}
