@@ -44,8 +44,24 @@ struct Image {
 
 /// env.yml for the fixture appliance: the fixture's compose file as `appliance.compose`, and
 /// no ACME (there is no CA to reach; the agent's self-signed certificate serves).
+///
+/// The health checks get TCG's pace: under emulation even starting a check's process can take
+/// longer than docker's 30 s default, and the fixture's 1 s interval keeps the guest busy. A
+/// start period lets a slow first check count as "starting", not "unhealthy".
 fn extra_yml(ws: &Workspace) -> PathBuf {
     let compose = std::fs::read_to_string(docker::fixtures().join("app/compose.yml")).unwrap();
+    let checks = compose.matches("    healthcheck:\n").count();
+    assert!(
+        checks >= 2,
+        "the fixture's compose file has no health checks to relax"
+    );
+    let compose = compose
+        .replace(
+            "    healthcheck:\n",
+            "    healthcheck:\n      start_period: 600s\n      timeout: 300s\n",
+        )
+        .replace("      interval: 1s\n", "      interval: 10s\n")
+        .replace("      interval: 2s\n", "      interval: 10s\n");
     let indented: String = compose.lines().map(|l| format!("    {l}\n")).collect();
     let path = ws.work.join("extra.yml");
     std::fs::write(
