@@ -366,12 +366,23 @@ pub fn create_volatile(system_disk: &Path, root: &Path) -> anyhow::Result<PathBu
                 .find(|p| !before.iter().any(|b| b.node == p.node))
                 .with_context(|| format!("sfdisk added no partition to {}", system_disk.display()))?;
             let node = PathBuf::from(&added.node);
-            PARTX
+            let nr = part_number(&added.node)?;
+            let add = PARTX
                 .command()?
-                .args(["--add", "--nr", &part_number(&added.node)?])
+                .args(["--add", "--nr", &nr])
                 .arg(system_disk)
-                .run_checked()
-                .with_context(|| format!("telling the kernel about {}", node.display()))?;
+                .run_checked();
+            // The kernel may already hold an entry of that number (a partition deleted from
+            // the table while the disk was in use): then it is updated to the new geometry.
+            if let Err(e) = add {
+                PARTX
+                    .command()?
+                    .args(["--update", "--nr", &nr])
+                    .arg(system_disk)
+                    .run_checked()
+                    .map_err(|_| e)
+                    .with_context(|| format!("telling the kernel about {}", node.display()))?;
+            }
             node
         }
     };

@@ -39,6 +39,9 @@ impl Loop {
 
 impl Drop for Loop {
     fn drop(&mut self) {
+        // Partitions told to the kernel with partx outlive the detach; the next user of this
+        // loop device would find them.
+        let _ = tool(PARTX).arg("--delete").arg(&self.0).run_checked();
         let _ = tool(LOSETUP).arg("-d").arg(&self.0).run_checked();
     }
 }
