@@ -214,7 +214,8 @@ pub fn apply(ctx: &Context, domain: &str, mode: &Mode) -> anyhow::Result<()> {
         .arg(&conf)
         .run_checked()
         .context("checking the frontend config")?;
-    if running_pid(&dir).is_some() {
+    let reloaded = running_pid(&dir);
+    if reloaded.is_some() {
         nginx(ctx)?
             .arg("-c")
             .arg(&conf)
@@ -238,7 +239,39 @@ pub fn apply(ctx: &Context, domain: &str, mode: &Mode) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The old worker accepts connections until it is told to quit: only when it is gone does
+    // every new connection get the new config (e.g. a renewed certificate).
+    if let Some(master) = reloaded {
+        while workers(master) > 1 {
+            // A long request in flight keeps the old worker; it is not worth failing for.
+            if Instant::now() > deadline {
+                tracing::warn!("the frontend's old worker is still serving a connection after 15s");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     Ok(())
+}
+
+/// How many processes `master` has (nginx's workers; the config runs no cache processes).
+fn workers(master: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let want = format!("PPid:\t{master}");
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| s.lines().any(|l| l == want))
+        })
+        .count()
 }
 
 /// Stops the frontend if it runs (tests, and `ecs-agent stop`).
