@@ -18,7 +18,7 @@ build:
 
 ## The test command (README, .ci/run): unit, integration and end-to-end tests against the real tools.
 test:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 ## Benchmarks: each prints a ratio against a baseline measured in the same run.
 bench: build
