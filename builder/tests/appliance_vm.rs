@@ -270,10 +270,11 @@ fn assert_serving(vm: &mut Vm) {
     assert!(body.starts_with("fixture app:"), "{body}");
 }
 
+/// The rows `sql` returns, one per line (`-q`: no command tag such as `INSERT 0 1`).
 fn psql(vm: &mut Vm, sql: &str) -> String {
     let cmd = format!(
         "docker exec $(docker ps -q --filter label=com.docker.compose.service=db) \
-         psql -X -U postgres -d ecs -tAc \"{sql}\""
+         psql -X -q -U postgres -d ecs -tAc \"{sql}\""
     );
     ssh(vm, &cmd).trim().to_string()
 }
