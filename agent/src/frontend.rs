@@ -62,11 +62,10 @@ fn throwaway_cert(ctx: &Context, domain: &str) -> anyhow::Result<(PathBuf, PathB
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = if domain.contains(' ') { "localhost" } else { domain };
-    let ck = rcgen::generate_simple_self_signed(vec![name.to_string()])
-        .context("making the frontend's throwaway certificate")?;
-    host_util::write_atomic(&key, ck.signing_key.serialize_pem().as_bytes(), 0o600)
+    let (key_pem, cert_pem) = crate::tls::self_signed_pem(name)?;
+    host_util::write_atomic(&key, key_pem.as_bytes(), 0o600)
         .with_context(|| format!("writing {}", key.display()))?;
-    host_util::write_atomic(&cert, ck.cert.pem().as_bytes(), 0o644)
+    host_util::write_atomic(&cert, cert_pem.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", cert.display()))?;
     Ok((cert, key))
 }

@@ -305,18 +305,11 @@ fn partitions(disk: &Path) -> anyhow::Result<Vec<Partition>> {
 
 /// The partition number at the end of a node name (/dev/vda2 → 2, /dev/nvme0n1p3 → 3).
 fn part_number(node: &str) -> anyhow::Result<String> {
-    let digits: String = node
-        .chars()
-        .rev()
-        .take_while(char::is_ascii_digit)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let digits = &node[node.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
     if digits.is_empty() {
         bail!("partition {node} has no number");
     }
-    Ok(digits)
+    Ok(digits.to_string())
 }
 
 /// Waits until udev made the node of a partition the kernel was just told about.

@@ -61,15 +61,16 @@ fn valid_for(cert: &Path, days: u64) -> anyhow::Result<bool> {
         .is_ok())
 }
 
-fn self_signed(ctx: &Context, domain: &str) -> anyhow::Result<()> {
-    let ck = rcgen::generate_simple_self_signed(vec![domain.to_string()])
+/// A self-signed (key, certificate) pair for `name`, PEM.
+pub fn self_signed_pem(name: &str) -> anyhow::Result<(String, String)> {
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_string()])
         .context("making a self-signed certificate")?;
-    install(
-        ctx,
-        &ck.signing_key.serialize_pem(),
-        &ck.cert.pem(),
-        "self-signed",
-    )
+    Ok((ck.signing_key.serialize_pem(), ck.cert.pem()))
+}
+
+fn self_signed(ctx: &Context, domain: &str) -> anyhow::Result<()> {
+    let (key, cert) = self_signed_pem(domain)?;
+    install(ctx, &key, &cert, "self-signed")
 }
 
 async fn account(ctx: &Context) -> anyhow::Result<Account> {
