@@ -349,9 +349,10 @@ fn two_blank_disks_get_a_raid1_mirror_that_assembles_after_a_reboot() {
     ] {
         assert!(detail.contains(want), "{want}: {detail}");
     }
+    // -d: the PV's own type, not its children's (the LV on it is "lvm").
     let pv = ssh(
         &mut vm,
-        "lsblk -n -o TYPE $(pvs --noheadings -o pv_name | tr -d ' ')",
+        "lsblk -d -n -o TYPE $(pvs --noheadings -o pv_name | tr -d ' ')",
     );
     assert_eq!(pv.trim(), "raid1");
     psql(&mut vm, "INSERT INTO users (email) VALUES ('mirror@example.org')");
