@@ -286,17 +286,69 @@ fn power_off(vm: &mut Vm) {
     vm.wait_exit(minutes(10)).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
+/// A cloud image's shape: root alone, free space after it. Made from the image by dropping
+/// p2 and wiping what it held, so nothing of the old volatile can be found again.
+fn system_disk_without_volatile() -> Drive {
+    let img = image();
+    let raw = img.ws.work.join("novolatile-system.raw");
+    tool(QEMU_IMG)
+        .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
+        .arg(&img.qcow2)
+        .arg(&raw)
+        .run_checked()
+        .unwrap();
+    let table: Value =
+        serde_json::from_str(&tool(SFDISK).arg("--json").arg(&raw).run_stdout().unwrap()).unwrap();
+    let p2_start = table["partitiontable"]["partitions"][1]["start"]
+        .as_u64()
+        .unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&raw).unwrap();
+        f.seek(SeekFrom::Start(p2_start * 512)).unwrap();
+        f.write_all(&vec![0u8; 8 << 20]).unwrap();
+    }
+    tool(SFDISK)
+        .args(["-q", "--delete"])
+        .arg(&raw)
+        .arg("2")
+        .run_checked()
+        .unwrap();
+    Drive {
+        path: raw,
+        format: "raw",
+        snapshot: false,
+    }
+}
+
+/// The commonest first boot: a cloud VM with a plain root and one blank disk attached. One
+/// guest shows both creations (volatile after root, LVM data) because every first boot under
+/// TCG costs many minutes (loading the baked images, initdb, the app's hooks).
 #[test]
-fn one_blank_disk_gets_lvm_data_and_a_reboot_keeps_the_database() {
-    let guest = Guest::new("one", 1);
+fn a_plain_root_and_one_blank_disk_get_volatile_and_lvm_data_and_a_reboot_keeps_the_database() {
+    let guest = Guest::with_system("one", system_disk_without_volatile(), 1);
     let mut vm = guest.boot(1);
     wait_running(&mut vm);
     assert_serving(&mut vm);
     let s = status(&mut vm);
+    let storage = step_message(&s, "storage");
     assert!(
-        step_message(&s, "storage").contains("created data on /dev/vdb"),
-        "{s}"
+        storage.contains("ok: created volatile;") && storage.contains("created data on /dev/vdb"),
+        "{storage}"
     );
+    // Docker's store is on the new volatile (assert_serving): it started after storage.
+    assert_eq!(
+        ssh(&mut vm, "findmnt -n -o SOURCE,LABEL /volatile")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["/dev/vda2", "ecs-volatile"]
+    );
+    // Root kept its size: cloud-init's growpart did not take the space.
+    let root_size: u64 = ssh(&mut vm, "lsblk -b -n -o SIZE /dev/vda1")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(root_size, 3 << 30);
     assert!(step_message(&s, "database").starts_with("ok: "), "{s}");
     // LV data takes 85% of the VG; the rest is left for snapshots.
     let sizes = ssh(
@@ -404,58 +456,4 @@ fn a_disk_with_a_foreign_filesystem_is_refused_and_left_untouched() {
         before,
         "the refused disk was written to"
     );
-}
-
-#[test]
-fn a_system_disk_without_volatile_gets_it_and_docker_starts_after_it() {
-    // A cloud image's shape: root alone, free space after it. Made from the image by dropping
-    // p2 and wiping what it held, so nothing of the old volatile can be found again.
-    let img = image();
-    let raw = img.ws.work.join("novolatile-system.raw");
-    tool(QEMU_IMG)
-        .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
-        .arg(&img.qcow2)
-        .arg(&raw)
-        .run_checked()
-        .unwrap();
-    let table: Value =
-        serde_json::from_str(&tool(SFDISK).arg("--json").arg(&raw).run_stdout().unwrap()).unwrap();
-    let p2_start = table["partitiontable"]["partitions"][1]["start"]
-        .as_u64()
-        .unwrap();
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(&raw).unwrap();
-        f.seek(SeekFrom::Start(p2_start * 512)).unwrap();
-        f.write_all(&vec![0u8; 8 << 20]).unwrap();
-    }
-    tool(SFDISK)
-        .args(["-q", "--delete"])
-        .arg(&raw)
-        .arg("2")
-        .run_checked()
-        .unwrap();
-    let system = Drive {
-        path: raw,
-        format: "raw",
-        snapshot: false,
-    };
-    let guest = Guest::with_system("novolatile", system, 1);
-    let mut vm = guest.boot(1);
-    wait_running(&mut vm);
-    assert_serving(&mut vm);
-    let storage = step_message(&status(&mut vm), "storage");
-    assert!(storage.contains("ok: created volatile;"), "{storage}");
-    assert_eq!(
-        ssh(&mut vm, "findmnt -n -o SOURCE,LABEL /volatile")
-            .split_whitespace()
-            .collect::<Vec<_>>(),
-        ["/dev/vda2", "ecs-volatile"]
-    );
-    // Root kept its size: cloud-init's growpart did not take the space.
-    let root_size: u64 = ssh(&mut vm, "lsblk -b -n -o SIZE /dev/vda1")
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(root_size, 3 << 30);
 }
