@@ -287,10 +287,11 @@ fn power_off(vm: &mut Vm) {
 }
 
 /// A cloud image's shape: root alone, free space after it. Made from the image by dropping
-/// p2 and wiping what it held, so nothing of the old volatile can be found again.
-fn system_disk_without_volatile() -> Drive {
+/// p2 and wiping what it held, so nothing of the old volatile can be found again. Named for
+/// `guest`, like the overlays of `Guest::new`.
+fn system_disk_without_volatile(guest: &str) -> Drive {
     let img = image();
-    let raw = img.ws.work.join("novolatile-system.raw");
+    let raw = img.ws.work.join(format!("{guest}-system.raw"));
     tool(QEMU_IMG)
         .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
         .arg(&img.qcow2)
@@ -326,7 +327,7 @@ fn system_disk_without_volatile() -> Drive {
 /// TCG costs many minutes (loading the baked images, initdb, the app's hooks).
 #[test]
 fn a_plain_root_and_one_blank_disk_get_volatile_and_lvm_data_and_a_reboot_keeps_the_database() {
-    let guest = Guest::with_system("one", system_disk_without_volatile(), 1);
+    let guest = Guest::with_system("one", system_disk_without_volatile("one"), 1);
     let mut vm = guest.boot(1);
     wait_running(&mut vm);
     assert_serving(&mut vm);
