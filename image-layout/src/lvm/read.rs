@@ -8,6 +8,10 @@ use super::{LABEL_ID, LABEL_TYPE, MDA_MAGIC, SECTOR, crc};
 
 /// Which sectors lvm2 searches for a label.
 const LABEL_SCAN_SECTORS: u64 = 4;
+/// Larger metadata texts are refused rather than read: lvm2's default metadata area is 1 MiB
+/// and an appliance VG's text is a few KiB, so this only ever stops a damaged size field from
+/// making the agent read (and hold) gigabytes.
+const MAX_METADATA_TEXT: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LvmReadError {
@@ -73,25 +77,26 @@ pub fn read_pv_label<R: Read + Seek>(r: &mut R) -> Result<Option<PvLabel>, LvmRe
     }
     if &s[24..32] != LABEL_TYPE {
         return Err(LvmReadError::Malformed(format!(
-            "label type {:?}, expected \"LVM2 001\"",
+            "label type {:?} in sector {label_sector}, expected \"LVM2 001\"",
             String::from_utf8_lossy(&s[24..32])
         )));
     }
     let h = le32(s, 20) as usize;
     if h + 40 > s.len() {
         return Err(LvmReadError::Malformed(format!(
-            "pv_header offset {h} outside the label sector"
+            "pv_header offset {h} outside the label sector ({label_sector})"
         )));
     }
     let pv_uuid = String::from_utf8_lossy(&s[h..h + 32]).into_owned();
     let device_size = le64(s, h + 32);
     let mut at = h + 40;
-    let data_areas = locn_list(s, &mut at)?;
-    let meta_areas = locn_list(s, &mut at)?;
-    let pe_start = data_areas
-        .first()
-        .map(|(o, _)| *o)
-        .ok_or_else(|| LvmReadError::Malformed("pv_header lists no data area".to_string()))?;
+    let data_areas = locn_list(s, &mut at, label_sector)?;
+    let meta_areas = locn_list(s, &mut at, label_sector)?;
+    let pe_start = data_areas.first().map(|(o, _)| *o).ok_or_else(|| {
+        LvmReadError::Malformed(format!(
+            "pv_header in sector {label_sector} lists no data area"
+        ))
+    })?;
     let mda = meta_areas.first().copied();
     let vg = match mda {
         Some((offset, size)) => read_metadata(r, offset, size)?,
@@ -108,13 +113,13 @@ pub fn read_pv_label<R: Read + Seek>(r: &mut R) -> Result<Option<PvLabel>, LvmRe
 }
 
 /// A `{offset, size}` list ended by a zero offset.
-fn locn_list(s: &[u8], at: &mut usize) -> Result<Vec<(u64, u64)>, LvmReadError> {
+fn locn_list(s: &[u8], at: &mut usize, sector: u64) -> Result<Vec<(u64, u64)>, LvmReadError> {
     let mut out = Vec::new();
     loop {
         if *at + 16 > s.len() {
-            return Err(LvmReadError::Malformed(
-                "pv_header area list runs past the label sector".to_string(),
-            ));
+            return Err(LvmReadError::Malformed(format!(
+                "pv_header area list runs past the end of the label sector ({sector})"
+            )));
         }
         let (offset, size) = (le64(s, *at), le64(s, *at + 8));
         *at += 16;
@@ -159,16 +164,28 @@ fn read_metadata<R: Read + Seek>(
             "metadata text at {offset}+{size} outside the {mda_size}-byte metadata area"
         )));
     }
-    // The area is a ring after its header sector: text may wrap to its start.
+    if size > MAX_METADATA_TEXT {
+        return Err(LvmReadError::Malformed(format!(
+            "metadata text at {offset} in the metadata area at {mda_start} is {size} bytes, \
+             more than the {MAX_METADATA_TEXT} this reader accepts"
+        )));
+    }
+    let Some(text_start) = mda_start.checked_add(offset) else {
+        return Err(LvmReadError::Malformed(format!(
+            "metadata text at {offset} in the metadata area at {mda_start} lies past 2^64 bytes"
+        )));
+    };
+    // The area is a ring after its header sector: text may wrap to its start (which lies
+    // before `text_start`, so cannot overflow).
     let first = size.min(mda_size - offset);
-    let mut text = read_up_to(r, mda_start + offset, first as usize)?;
+    let mut text = read_up_to(r, text_start, first as usize)?;
     if first < size {
         text.extend(read_up_to(r, mda_start + SECTOR, (size - first) as usize)?);
     }
     if text.len() as u64 != size {
-        return Err(LvmReadError::Malformed(
-            "metadata text cut short by the end of the device".into(),
-        ));
+        return Err(LvmReadError::Malformed(format!(
+            "metadata text at byte {text_start} ({size} bytes) cut short by the end of the device"
+        )));
     }
     let computed = crc(&text);
     if checksum != computed {
@@ -181,20 +198,28 @@ fn read_metadata<R: Read + Seek>(
     if text.last() == Some(&0) {
         text.pop();
     }
-    let text = String::from_utf8(text)
-        .map_err(|_| LvmReadError::Malformed("metadata text is not UTF-8".to_string()))?;
-    summarise(text).map(Some)
+    let text = String::from_utf8(text).map_err(|e| {
+        LvmReadError::Malformed(format!(
+            "metadata text at byte {text_start} is not UTF-8 (at its byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    summarise(text, text_start).map(Some)
 }
 
-/// The VG name, id and seqno from the top of the text.
-fn summarise(text: String) -> Result<VgSummary, LvmReadError> {
+/// The VG name, id and seqno from the top of the text (found at byte `at` of the device).
+fn summarise(text: String, at: u64) -> Result<VgSummary, LvmReadError> {
     let mut lines = text.lines().map(str::trim);
     let name = lines
         .next()
         .and_then(|l| l.strip_suffix('{'))
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| LvmReadError::Malformed("metadata text: expected `<vgname> {` first".into()))?;
+        .ok_or_else(|| {
+            LvmReadError::Malformed(format!(
+                "metadata text at byte {at}: expected `<vgname> {{` first"
+            ))
+        })?;
     let mut id = None;
     let mut seqno = None;
     for line in lines.take_while(|l| !l.is_empty()) {
@@ -206,7 +231,8 @@ fn summarise(text: String) -> Result<VgSummary, LvmReadError> {
     }
     let (Some(id), Some(seqno)) = (id, seqno) else {
         return Err(LvmReadError::Malformed(format!(
-            "metadata text of VG {name}: expected `id` and `seqno`"
+            "metadata text of VG {:?} at byte {at}: expected `id` and `seqno`",
+            name.chars().take(64).collect::<String>()
         )));
     };
     Ok(VgSummary {
@@ -217,10 +243,11 @@ fn summarise(text: String) -> Result<VgSummary, LvmReadError> {
     })
 }
 
-/// Reads up to `len` bytes at `offset`; fewer at the end of the device.
+/// Reads up to `len` bytes at `offset`; fewer at the end of the device. The buffer grows with
+/// what is read, not with `len`: a length from a damaged header costs only the bytes there are.
 fn read_up_to<R: Read + Seek>(r: &mut R, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     r.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::with_capacity(len);
+    let mut buf = Vec::new();
     r.take(len as u64).read_to_end(&mut buf)?;
     Ok(buf)
 }
