@@ -20,10 +20,10 @@ mod data_support;
 use std::io::{Cursor, Read};
 use std::sync::OnceLock;
 
-use fuzz_support::edit::{Field, Width, apply, edits, put, set};
+use fuzz_support::edit::{Edit, Field, Width, apply, edits, put, set};
 use fuzz_support::peak_alloc::{PeakAlloc, peak_during};
 use fuzz_support::{allocation_bound, assert_error_names_a_place, config};
-use image_layout::lvm::{crc, read_pv_label};
+use image_layout::lvm::{LvmReadError, PvLabel, crc, read_pv_label};
 use image_layout::md::{self, read_superblock};
 use image_layout::write_data_disks;
 use proptest::prelude::*;
@@ -275,4 +275,91 @@ fn the_unedited_disks_read_back() {
     assert!(read_pv_label(&mut Cursor::new(inside)).unwrap().is_some());
     check_lvm(&seeds.pv).unwrap();
     check_md(&seeds.member).unwrap();
+}
+
+fn set_at(at: usize, width: Width, value: u64) -> Edit {
+    Edit::Set { at, width, value }
+}
+
+/// The real PV with `edits` and its checksums made right, read, with the peak allocation.
+fn read_edited_pv(edits: &[Edit]) -> (Result<Option<PvLabel>, LvmReadError>, usize) {
+    let mut image = seeds().pv.clone();
+    apply(&mut image, edits);
+    fix_lvm_checksums(&mut image, 0);
+    let mut dev = Cursor::new(&image);
+    peak_during(|| read_pv_label(&mut dev))
+}
+
+/// Found by `pvs_with_extreme_area_geometry_read_or_fail_cleanly`: the reader reserved the
+/// text's claimed size up front (here 2 GiB; with larger claims the process aborted).
+#[test]
+fn lvm_text_of_2_gib_in_a_metadata_area_of_u64_max_bytes_is_refused_unread() {
+    let (got, peak) = read_edited_pv(&[
+        set_at(LABEL + 112, Width::Le64, u64::MAX),
+        set_at(MDA + 48, Width::Le64, u64::from(i32::MAX as u32)),
+    ]);
+    let err = got.unwrap_err().to_string();
+    assert!(err.contains("is 2147483647 bytes, more than the 16777216"), "{err}");
+    assert!(peak < 64 << 10, "held {peak} bytes");
+}
+
+/// The same reservation below the refusal size: only what the device holds is read.
+#[test]
+fn lvm_text_of_15_mib_on_a_1_mib_device_reads_only_what_is_there() {
+    let (got, peak) = read_edited_pv(&[
+        set_at(LABEL + 112, Width::Le64, u64::MAX),
+        set_at(MDA + 48, Width::Le64, 15 << 20),
+    ]);
+    let err = got.unwrap_err().to_string();
+    assert!(err.contains("metadata text at byte 4608 (15728640 bytes) cut short"), "{err}");
+    assert!(peak <= 4 << 20, "held {peak} bytes");
+}
+
+/// Found by the same property: text offset + metadata area start overflowed (a panic).
+#[test]
+fn lvm_text_offset_near_u64_max_in_a_metadata_area_of_u64_max_bytes_is_refused() {
+    let (got, _) = read_edited_pv(&[
+        set_at(LABEL + 112, Width::Le64, u64::MAX),
+        set_at(MDA + 40, Width::Le64, u64::MAX - 1),
+    ]);
+    let err = got.unwrap_err().to_string();
+    assert!(err.contains("lies past 2^64 bytes"), "{err}");
+}
+
+/// Found by `edited_pvs_read_or_fail_cleanly`: these errors said what but not where.
+#[test]
+fn lvm_damage_is_refused_naming_its_sector_or_byte() {
+    let text_byte = |at: usize, value: u8| set_at(TEXT + at, Width::U8, u64::from(value));
+    for (edit, want) in [
+        (
+            set_at(LABEL + 72, Width::Le64, 0),
+            "LVM pv_header in sector 1 lists no data area",
+        ),
+        (
+            set_at(LABEL + 20, Width::Le32, 464),
+            "LVM pv_header area list runs past the end of the label sector (1)",
+        ),
+        (
+            set_at(LABEL + 24, Width::U8, u64::from(b'M')),
+            "LVM label type \"MVM2 001\" in sector 1, expected \"LVM2 001\"",
+        ),
+        (
+            set_at(MDA + 48, Width::Le64, 1),
+            "LVM metadata text at byte 4608: expected `<vgname> {` first",
+        ),
+        (
+            text_byte(0, 0xff),
+            "LVM metadata text at byte 4608 is not UTF-8 (at its byte 0)",
+        ),
+        (
+            text_byte(12, b'x'),
+            "LVM metadata text of VG \"permanent\" at byte 4608: expected `id` and `seqno`",
+        ),
+    ] {
+        let (got, _) = read_edited_pv(std::slice::from_ref(&edit));
+        match got {
+            Err(e) => assert_eq!(e.to_string(), want, "{edit:?}"),
+            Ok(label) => panic!("{edit:?} read as {label:?}"),
+        }
+    }
 }
