@@ -188,7 +188,10 @@ fn a_record_pointing_at_its_own_directory_is_not_followed() {
         }
     }
     assert_eq!(cycles, 2);
-    assert_eq!(read_iso_file(&mut Cursor::new(&image), "user-data").unwrap(), None);
+    assert_eq!(
+        read_iso_file(&mut Cursor::new(&image), "user-data").unwrap(),
+        None
+    );
     assert_eq!(
         read_iso_file(&mut Cursor::new(&image), "meta-data").unwrap(),
         Some(files().meta_data)

@@ -53,13 +53,21 @@ fn seeds() -> &'static Seeds {
     SEEDS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("plain.raw");
-        write_data_disks(&data_support::plan("64M", false, "fuzz"), &[plain.clone()]).unwrap();
+        write_data_disks(
+            &data_support::plan("64M", false, "fuzz"),
+            std::slice::from_ref(&plain),
+        )
+        .unwrap();
         let members = [dir.path().join("a.raw"), dir.path().join("b.raw")];
         let report = write_data_disks(&data_support::plan("64M", true, "fuzz"), &members).unwrap();
         assert_eq!(report.pv_offset, 1 << 20);
         let head = |path, len| {
             let mut buf = Vec::new();
-            std::fs::File::open(path).unwrap().take(len).read_to_end(&mut buf).unwrap();
+            std::fs::File::open(path)
+                .unwrap()
+                .take(len)
+                .read_to_end(&mut buf)
+                .unwrap();
             buf
         };
         let pv = head(&plain, 1 << 20);
@@ -88,9 +96,18 @@ fn lvm_fields() -> Vec<Field> {
 /// the metadata area header's own start and size and its text's offset and size. The
 /// arithmetic is on these, in combination: one property sets only them.
 fn lvm_geometry() -> Vec<Field> {
-    [LABEL + 72, LABEL + 80, LABEL + 104, LABEL + 112, MDA + 24, MDA + 32, MDA + 40, MDA + 48]
-        .map(|at| (at, Width::Le64))
-        .to_vec()
+    [
+        LABEL + 72,
+        LABEL + 80,
+        LABEL + 104,
+        LABEL + 112,
+        MDA + 24,
+        MDA + 32,
+        MDA + 40,
+        MDA + 48,
+    ]
+    .map(|at| (at, Width::Le64))
+    .to_vec()
 }
 
 /// The version, geometry, device number and role count of the superblock, and the first roles.
@@ -299,7 +316,10 @@ fn lvm_text_of_2_gib_in_a_metadata_area_of_u64_max_bytes_is_refused_unread() {
         set_at(MDA + 48, Width::Le64, u64::from(i32::MAX as u32)),
     ]);
     let err = got.unwrap_err().to_string();
-    assert!(err.contains("is 2147483647 bytes, more than the 16777216"), "{err}");
+    assert!(
+        err.contains("is 2147483647 bytes, more than the 16777216"),
+        "{err}"
+    );
     assert!(peak < 64 << 10, "held {peak} bytes");
 }
 
@@ -311,7 +331,10 @@ fn lvm_text_of_15_mib_on_a_1_mib_device_reads_only_what_is_there() {
         set_at(MDA + 48, Width::Le64, 15 << 20),
     ]);
     let err = got.unwrap_err().to_string();
-    assert!(err.contains("metadata text at byte 4608 (15728640 bytes) cut short"), "{err}");
+    assert!(
+        err.contains("metadata text at byte 4608 (15728640 bytes) cut short"),
+        "{err}"
+    );
     assert!(peak <= 4 << 20, "held {peak} bytes");
 }
 

@@ -27,10 +27,22 @@ pub type Field = (usize, Width);
 #[derive(Debug, Clone)]
 pub enum Edit {
     /// `value` cut to the field's width and stored at `at`.
-    Set { at: usize, width: Width, value: u64 },
-    Flip { at: usize, mask: u8 },
-    Truncate { len: usize },
-    Extend { len: usize, fill: u8 },
+    Set {
+        at: usize,
+        width: Width,
+        value: u64,
+    },
+    Flip {
+        at: usize,
+        mask: u8,
+    },
+    Truncate {
+        len: usize,
+    },
+    Extend {
+        len: usize,
+        fill: u8,
+    },
 }
 
 /// Applies the edits in order; one that falls outside the (possibly truncated) image is

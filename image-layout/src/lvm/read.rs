@@ -93,9 +93,7 @@ pub fn read_pv_label<R: Read + Seek>(r: &mut R) -> Result<Option<PvLabel>, LvmRe
     let data_areas = locn_list(s, &mut at, label_sector)?;
     let meta_areas = locn_list(s, &mut at, label_sector)?;
     let pe_start = data_areas.first().map(|(o, _)| *o).ok_or_else(|| {
-        LvmReadError::Malformed(format!(
-            "pv_header in sector {label_sector} lists no data area"
-        ))
+        LvmReadError::Malformed(format!("pv_header in sector {label_sector} lists no data area"))
     })?;
     let mda = meta_areas.first().copied();
     let vg = match mda {
