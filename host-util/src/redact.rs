@@ -58,12 +58,14 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
+/// A URL followed by punctuation (`see <url>, then`) keeps the punctuation: it is not part of
+/// a password or query value, and hiding one must not eat it.
 fn redact_word(word: &str) -> String {
-    if word.contains("://") {
-        redact_url(word)
-    } else {
-        word.to_string()
+    if !word.contains("://") {
+        return word.to_string();
     }
+    let url = word.trim_end_matches([',', ';', '.', ')', ']', ':', '!']);
+    format!("{}{}", redact_url(url), &word[url.len()..])
 }
 
 /// `?a=1&password=x#f` with secret values replaced; the leading `?` (or `#`) is kept.
@@ -176,6 +178,12 @@ mod tests {
             "duplicity \"sftp://u:***@h/x\" --name 'https://a:***@c'"
         );
         assert_eq!(redact_urls("no urls here"), "no urls here");
+        assert_eq!(
+            redact_urls("from s3://b/p?token=x, migrated (see https://u:p@h/x)."),
+            "from s3://b/p?token=***, migrated (see https://u:***@h/x)."
+        );
+        let once = redact_urls("backup file:///b?password=x, migrated");
+        assert_eq!(redact_urls(&once), once, "redacting twice changes nothing");
         assert_eq!(redact_urls("käse ftp://ü:ö@h ü"), "käse ftp://ü:***@h ü");
     }
 }
