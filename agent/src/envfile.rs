@@ -130,3 +130,63 @@ pub fn load(path: &Path) -> Result<LoadedEnv, EnvError> {
         std::fs::read_to_string(path).map_err(|e| EnvError(format!("reading {}: {e}", path.display())))?;
     parse(&path.display().to_string(), &text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(database: &str) -> String {
+        let pgp = "|\n    -----BEGIN PGP PRIVATE KEY BLOCK-----\n\n    Zml4dHVyZQ==\n    -----END PGP PRIVATE KEY BLOCK-----";
+        let pem = "|\n      -----BEGIN PRIVATE KEY-----\n      Zml4dHVyZQ==\n      -----END PRIVATE KEY-----";
+        format!(
+            "#cloud-config\nappliance:\n  domain: a.example.org\n  dkim:\n    key: {pem}\n  backup:\n    url: file:///b\n    encrypt: {p}\n{database}\
+             ecs:\n  settings: \"# s\"\n  vault_encrypt: {pgp}\n  vault_sign: {pgp}\n",
+            p = pgp.replace("\n    ", "\n      ")
+        )
+    }
+
+    #[test]
+    fn database_password_is_given_derived_or_refused() {
+        let given = parse(
+            "env.yml",
+            &env_with("  database:\n    password: abcdefghij-KLMNOP_0123\n"),
+        )
+        .unwrap();
+        assert_eq!(given.settings.database_password, "abcdefghij-KLMNOP_0123");
+        assert_eq!(given.vars[DATABASE_PASSWORD_VAR], "abcdefghij-KLMNOP_0123");
+        assert!(given.warnings.iter().all(|w| !w.contains("database")));
+
+        let derived = parse("env.yml", &env_with("")).unwrap();
+        assert_eq!(derived.settings.database_password.len(), 64);
+        assert_eq!(
+            derived.vars[DATABASE_PASSWORD_VAR],
+            derived.settings.database_password
+        );
+        assert_eq!(
+            parse("env.yml", &env_with(""))
+                .unwrap()
+                .settings
+                .database_password,
+            derived.settings.database_password,
+            "stable for the file"
+        );
+        assert!(
+            derived
+                .warnings
+                .iter()
+                .any(|w| w.contains("appliance.database.password is not set"))
+        );
+
+        let bad = parse(
+            "env.yml",
+            &env_with("  database:\n    password: \"p@ss/word:with#url-chars\"\n"),
+        )
+        .unwrap_err();
+        let text = bad.to_string();
+        assert!(
+            text.contains("appliance.database.password") && text.contains("24 characters, 4 of them others"),
+            "{text}"
+        );
+        assert!(!text.contains("p@ss"), "the value is not echoed: {text}");
+    }
+}
