@@ -64,6 +64,74 @@ impl Db<'_> {
             .with_context(|| format!("running SQL in database {database}"))
     }
 
+    /// Network logins need a password: the owner role gets `password` (as a SCRAM verifier, on
+    /// stdin), the superuser none, so it logs in only on the container's socket (`docker exec`);
+    /// a `trust` rule for network connections left by an older cluster becomes scram-sha-256.
+    pub fn secure(&self, password: &str) -> anyhow::Result<()> {
+        let d = &self.def.database;
+        let (owner, superuser) = (&d.owner, &d.superuser);
+        let sql = format!(
+            "SET password_encryption = 'scram-sha-256';\n\
+             DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN CREATE ROLE \"{owner}\" LOGIN; END IF; END$$;\n\
+             ALTER ROLE \"{owner}\" LOGIN PASSWORD '{}';\n\
+             ALTER ROLE \"{superuser}\" PASSWORD NULL;\n",
+            crate::scram::verifier(password)?
+        );
+        self.compose
+            .exec_input(
+                &d.service,
+                &[
+                    "psql",
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-U",
+                    superuser,
+                    "-d",
+                    "postgres",
+                    "-f",
+                    "-",
+                ],
+                sql.as_bytes(),
+            )
+            .context("setting the database owner's password")?;
+        let trusted = self.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_hba_file_rules WHERE type <> 'local' AND auth_method = 'trust'",
+        )?;
+        if trusted.trim() != "0" {
+            tracing::warn!(
+                "the database trusts network connections (pg_hba.conf): switching them to scram-sha-256"
+            );
+            self.compose
+                .exec(
+                    &d.service,
+                    &[
+                        "sh",
+                        "-c",
+                        "f=$(psql -X -tA -U \"$1\" -d postgres -c 'SHOW hba_file') && \
+                         sed -i -E 's/^([[:space:]]*host[a-z]*[[:space:]].*[[:space:]])trust([[:space:]]*(#.*)?)$/\\1scram-sha-256\\2/' \"$f\" && \
+                         psql -X -q -U \"$1\" -d postgres -c 'SELECT pg_reload_conf()'",
+                        "sh",
+                        superuser,
+                    ],
+                )
+                .context("switching pg_hba.conf's trust rules for network connections to scram-sha-256")?;
+            let left = self.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_hba_file_rules WHERE type <> 'local' AND auth_method = 'trust'",
+            )?;
+            if left.trim() != "0" {
+                bail!(
+                    "pg_hba.conf still trusts network connections after the rewrite ({} rules); fix it by hand",
+                    left.trim()
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn state(&self) -> anyhow::Result<DbState> {
         let exists = self.psql(
             "postgres",
@@ -231,8 +299,9 @@ fn skip_extensions(toc: &str, present: &[String]) -> String {
     out
 }
 
-/// Step `postgres`: starts the database service and waits until it answers.
-pub fn start(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<String> {
+/// Step `postgres`: starts the database service, waits until it answers, and secures its
+/// network logins (`Db::secure`).
+pub fn start(ctx: &Context, compose: &Compose, def: &AppDef, password: &str) -> anyhow::Result<String> {
     let svc = &def.database.service;
     compose.up(std::slice::from_ref(svc))?;
     let db = Db {
@@ -257,7 +326,10 @@ pub fn start(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<S
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    Ok(format!("service {svc} accepts connections"))
+    db.secure(password)?;
+    Ok(format!(
+        "service {svc} accepts connections; network logins need a password (scram-sha-256)"
+    ))
 }
 
 fn hook(compose: &Compose, def: &AppDef, name: &str, argv: &[String]) -> anyhow::Result<()> {
@@ -334,7 +406,7 @@ pub fn decide(ctx: &Context, compose: &Compose, def: &AppDef, settings: &Setting
         db.restore_dump(&dump, &ctx.dump_dir())?;
         Some(format!(
             "restored from backup {}",
-            settings.backup_url.as_deref().unwrap_or("")
+            host_util::redact_url(settings.backup_url.as_deref().unwrap_or(""))
         ))
     } else if settings.recover_from_dump {
         let dump = find_dump(ctx, settings)?;

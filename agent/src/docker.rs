@@ -297,6 +297,17 @@ impl Compose {
             .args(argv)
             .run_stdout()?)
     }
+
+    /// Like `exec`, with `input` on the command's stdin: how a secret reaches a container,
+    /// never in argv.
+    pub fn exec_input(&self, service: &str, argv: &[&str], input: &[u8]) -> anyhow::Result<String> {
+        let out = self
+            .command()
+            .args(["exec", "-T", service])
+            .args(argv)
+            .run_with_input(input)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 /// Fails if the container of `service` stopped or turned unhealthy (it may still be starting).

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use appliance_env::Env;
+use sha2::{Digest as _, Sha256};
+
+/// The variable compose gives the database service and the app's DATABASE_URL.
+pub const DATABASE_PASSWORD_VAR: &str = "APPLIANCE_DATABASE_PASSWORD";
 
 /// env.yml is unusable; the message names the file, line and key, and what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,8 @@ pub struct Settings {
     pub backup_options: Option<String>,
     pub backup_key: Option<String>,
     pub database: String,
+    /// `appliance.database.password`, or one derived from the DKIM key when it is absent.
+    pub database_password: String,
     pub recover_from_backup: bool,
     pub recover_from_dump: bool,
     pub dump_filename: Option<String>,
@@ -41,6 +47,31 @@ pub struct LoadedEnv {
     pub warnings: Vec<String>,
 }
 
+/// A password for a file from before `appliance.database.password` existed: stable for the
+/// file (the DKIM key is required and secret), never stored, URL-safe (hex).
+fn derived_password(env: &Env) -> String {
+    let mut h = Sha256::new();
+    h.update(b"ecs-agent database password\0");
+    h.update(env.appliance.dkim.key.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The password goes into a URL unescaped: only RFC 3986's unreserved characters.
+fn check_password(name: &str, password: &str) -> Result<(), EnvError> {
+    let bad = password
+        .chars()
+        .filter(|c| !(c.is_ascii_alphanumeric() || "-._~".contains(*c)))
+        .count();
+    if password.len() < 16 || bad > 0 {
+        return Err(EnvError(format!(
+            "{name}: appliance.database.password: expected at least 16 characters from A-Z a-z 0-9 - _ . ~ \
+             (it goes into the app's DATABASE_URL); found {} characters, {bad} of them others",
+            password.chars().count()
+        )));
+    }
+    Ok(())
+}
+
 fn settings(env: &Env) -> Settings {
     let a = &env.appliance;
     Settings {
@@ -54,6 +85,11 @@ fn settings(env: &Env) -> Settings {
         backup_options: a.backup.options.clone(),
         backup_key: Some(a.backup.encrypt.clone()),
         database: env.ecs.database.clone(),
+        database_password: a
+            .database
+            .as_ref()
+            .map(|d| d.password.clone())
+            .unwrap_or_else(|| derived_password(env)),
         recover_from_backup: env.ecs.recover.from_backup,
         recover_from_dump: env.ecs.recover.from_dump,
         dump_filename: env.ecs.recover.dump_filename.clone(),
@@ -64,17 +100,28 @@ fn settings(env: &Env) -> Settings {
 /// Parses and validates env.yml text; `name` says where it came from in messages.
 pub fn parse(name: &str, text: &str) -> Result<LoadedEnv, EnvError> {
     let (env, warnings) = Env::from_yaml_str(text, name).map_err(|e| EnvError(e.to_string()))?;
+    let settings = settings(&env);
+    check_password(name, &settings.database_password)?;
+    let mut warnings: Vec<String> = warnings.into_iter().map(|w| w.to_string()).collect();
+    if env.appliance.database.is_none() {
+        warnings.push(format!(
+            "{name}: appliance.database.password is not set: the database password is derived from \
+             appliance.dkim.key (add one of 40 random bytes, base64url, as `ecs-build config new` does)"
+        ));
+    }
+    // Only the appliance's and ECS's sections go to the containers; the compose file
+    // itself is the agent's business.
+    let mut vars: BTreeMap<String, String> = env
+        .flatten()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("APPLIANCE_") || k.starts_with("ECS_"))
+        .filter(|(k, _)| k != "APPLIANCE_COMPOSE")
+        .collect();
+    vars.insert(DATABASE_PASSWORD_VAR.into(), settings.database_password.clone());
     Ok(LoadedEnv {
-        settings: settings(&env),
-        // Only the appliance's and ECS's sections go to the containers; the compose file
-        // itself is the agent's business.
-        vars: env
-            .flatten()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("APPLIANCE_") || k.starts_with("ECS_"))
-            .filter(|(k, _)| k != "APPLIANCE_COMPOSE")
-            .collect(),
-        warnings: warnings.into_iter().map(|w| w.to_string()).collect(),
+        settings,
+        vars,
+        warnings,
     })
 }
 
@@ -82,4 +129,64 @@ pub fn load(path: &Path) -> Result<LoadedEnv, EnvError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| EnvError(format!("reading {}: {e}", path.display())))?;
     parse(&path.display().to_string(), &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(database: &str) -> String {
+        let pgp = "|\n    -----BEGIN PGP PRIVATE KEY BLOCK-----\n\n    Zml4dHVyZQ==\n    -----END PGP PRIVATE KEY BLOCK-----";
+        let pem = "|\n      -----BEGIN PRIVATE KEY-----\n      Zml4dHVyZQ==\n      -----END PRIVATE KEY-----";
+        format!(
+            "#cloud-config\nappliance:\n  domain: a.example.org\n  dkim:\n    key: {pem}\n  backup:\n    url: file:///b\n    encrypt: {p}\n{database}\
+             ecs:\n  settings: \"# s\"\n  vault_encrypt: {pgp}\n  vault_sign: {pgp}\n",
+            p = pgp.replace("\n    ", "\n      ")
+        )
+    }
+
+    #[test]
+    fn database_password_is_given_derived_or_refused() {
+        let given = parse(
+            "env.yml",
+            &env_with("  database:\n    password: abcdefghij-KLMNOP_0123\n"),
+        )
+        .unwrap();
+        assert_eq!(given.settings.database_password, "abcdefghij-KLMNOP_0123");
+        assert_eq!(given.vars[DATABASE_PASSWORD_VAR], "abcdefghij-KLMNOP_0123");
+        assert!(given.warnings.iter().all(|w| !w.contains("database")));
+
+        let derived = parse("env.yml", &env_with("")).unwrap();
+        assert_eq!(derived.settings.database_password.len(), 64);
+        assert_eq!(
+            derived.vars[DATABASE_PASSWORD_VAR],
+            derived.settings.database_password
+        );
+        assert_eq!(
+            parse("env.yml", &env_with(""))
+                .unwrap()
+                .settings
+                .database_password,
+            derived.settings.database_password,
+            "stable for the file"
+        );
+        assert!(
+            derived
+                .warnings
+                .iter()
+                .any(|w| w.contains("appliance.database.password is not set"))
+        );
+
+        let bad = parse(
+            "env.yml",
+            &env_with("  database:\n    password: \"p@ss/word:with#url-chars\"\n"),
+        )
+        .unwrap_err();
+        let text = bad.to_string();
+        assert!(
+            text.contains("appliance.database.password") && text.contains("24 characters, 4 of them others"),
+            "{text}"
+        );
+        assert!(!text.contains("p@ss"), "the value is not echoed: {text}");
+    }
 }

@@ -6,6 +6,10 @@
 //! (client certificates, CRLs, HTTP/2, as the original appliance used it), so the page and the
 //! proxy come from one process that keeps serving when the agent has exited after a failure.
 //! Every change is `nginx -t`-checked, reloaded, and confirmed by a generation marker.
+//!
+//! The page is public (anyone reaching ports 80/443): it is built from a `Public` state and a
+//! `Reason` class only, never from error text, so no command line, path or value reaches it.
+//! The detail is in the journal, /run/ecs/status.json and Sentry.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -16,15 +20,51 @@ use anyhow::{Context as _, bail};
 use host_util::CommandExt;
 
 use crate::context::Context;
+use crate::status::Reason;
 use crate::tools::NGINX;
+
+/// The state the maintenance page announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Public {
+    Starting,
+    Failed,
+    Standby,
+    Updating,
+    NotRunning,
+}
 
 /// What the frontend serves on the web ports.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    /// 503 with a page: a title ("Starting", "Failed", "Standby") and one line of detail.
-    Maintenance { title: String, detail: String },
+    /// 503 with a page saying the state and, where there is one, the reason class.
+    Maintenance { state: Public, reason: Option<Reason> },
     /// Proxy to the app.
     Service,
+}
+
+/// The page's title and its one line of text: fixed sentences around the reason's class name.
+pub fn public_text(state: Public, reason: Option<Reason>) -> (&'static str, String) {
+    let why = reason
+        .map(|r| format!(" (reason: {})", r.as_str()))
+        .unwrap_or_default();
+    match state {
+        Public::Starting => (
+            "Starting",
+            format!(
+                "The appliance is starting{}.",
+                reason.map(|r| format!(" ({})", r.as_str())).unwrap_or_default()
+            ),
+        ),
+        Public::Failed => (
+            "Failed",
+            format!(
+                "The appliance failed to start{why}. The data is untouched; the operator has been notified."
+            ),
+        ),
+        Public::Standby => ("Standby", "The appliance is in standby.".to_string()),
+        Public::Updating => ("Updating", format!("The appliance is being updated{why}.")),
+        Public::NotRunning => ("Not running", format!("The appliance is not running{why}.")),
+    }
 }
 
 pub fn cert_paths(ctx: &Context) -> (PathBuf, PathBuf) {
@@ -162,12 +202,12 @@ pub fn write(ctx: &Context, domain: &str, mode: &Mode) -> anyhow::Result<u64> {
     std::fs::create_dir_all(ctx.acme_webroot())
         .with_context(|| format!("creating {}", ctx.acme_webroot().display()))?;
     let (title, detail) = match mode {
-        Mode::Maintenance { title, detail } => (title.as_str(), detail.as_str()),
-        Mode::Service => ("Running", "The service is running."),
+        Mode::Maintenance { state, reason } => public_text(*state, *reason),
+        Mode::Service => ("Running", "The service is running.".to_string()),
     };
     host_util::write_atomic(
         &dir.join("www/maintenance.html"),
-        page(domain, title, detail).as_bytes(),
+        page(domain, title, &detail).as_bytes(),
         0o644,
     )
     .with_context(|| format!("writing {}/www/maintenance.html", dir.display()))?;
@@ -195,8 +235,8 @@ pub fn write_initial(ctx: &Context) -> anyhow::Result<()> {
         return Ok(());
     }
     let mode = Mode::Maintenance {
-        title: "Starting".into(),
-        detail: "The appliance is starting.".into(),
+        state: Public::Starting,
+        reason: None,
     };
     write(ctx, "ECS appliance", &mode).map(|_| ())
 }
@@ -292,8 +332,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_escapes_the_reason() {
+    fn page_escapes_its_text() {
         let p = page("x.example.org", "Failed", "step <db> failed & \"why\"");
         assert!(p.contains("step &lt;db&gt; failed &amp; &quot;why&quot;"), "{p}");
+    }
+
+    #[test]
+    fn public_text_names_the_class_only() {
+        let (title, text) = public_text(Public::Failed, Some(Reason::Database));
+        assert_eq!(title, "Failed");
+        assert!(
+            text.starts_with("The appliance failed to start (reason: database)."),
+            "{text}"
+        );
+        assert_eq!(
+            public_text(Public::Starting, None).1,
+            "The appliance is starting."
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod envfile;
 pub mod frontend;
 pub mod recover;
 pub mod report;
+pub mod scram;
 pub mod start;
 pub mod status;
 pub mod storage;

@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!("{}", host_util::redact_urls(&format!("{e:#}")));
             let config = e.chain().any(|c| c.is::<ecs_agent::userdata::ConfigError>());
             ExitCode::from(if config { 2 } else { 1 })
         }

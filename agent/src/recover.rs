@@ -15,25 +15,6 @@ use crate::context::Context;
 use crate::envfile::Settings;
 use crate::tools::{DUPLICITY, GPG};
 
-/// The URL without a password (`scheme://user:secret@host` → `scheme://user:***@host`), for
-/// messages, the status file and the maintenance page.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = rest
-        .split_once('/')
-        .map(|(a, p)| (a, format!("/{p}")))
-        .unwrap_or((rest, String::new()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// A directory removed on drop (GnuPG home, scratch restore).
 struct Scratch(PathBuf);
 
@@ -81,7 +62,7 @@ pub fn restore_backup(ctx: &Context, settings: &Settings) -> anyhow::Result<Path
     let target = scratch.0.join("data");
     let archive = ctx.volatile_dir.join("duplicity");
     std::fs::create_dir_all(&archive).with_context(|| format!("creating {}", archive.display()))?;
-    let shown = redact_url(url);
+    let shown = host_util::redact_url(url);
     tracing::info!("restoring the backup from {shown}");
     DUPLICITY
         .command()?
@@ -101,7 +82,7 @@ pub fn restore_backup(ctx: &Context, settings: &Settings) -> anyhow::Result<Path
         .env("PASSPHRASE", "")
         .run_checked()
         // duplicity's argv carries the URL: keep a password in it out of every message.
-        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(url, &shown)))
+        .map_err(|e| anyhow::anyhow!("{}", host_util::redact_urls(&e.to_string().replace(url, &shown))))
         .with_context(|| format!("restoring the backup from {shown}"))?;
     let restored_vault = target.join("ecs-storage-vault");
     let restored_dumps = target.join("dump/ecs-postgres");
@@ -127,19 +108,4 @@ pub fn restore_backup(ctx: &Context, settings: &Settings) -> anyhow::Result<Path
         }
     }
     dump.with_context(|| format!("the backup at {shown} holds no *.pgdump in dump/ecs-postgres"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_cut_from_urls() {
-        assert_eq!(
-            redact_url("sftp://backup:s3cret@host.example.org/ecs"),
-            "sftp://backup:***@host.example.org/ecs"
-        );
-        assert_eq!(redact_url("file:///volatile/backup"), "file:///volatile/backup");
-        assert_eq!(redact_url("ftp://user@host/x"), "ftp://user@host/x");
-    }
 }

@@ -14,7 +14,12 @@ pub struct Dsn {
 }
 
 pub fn parse_dsn(dsn: &str) -> anyhow::Result<Dsn> {
-    let bad = || format!("appliance.sentry.dsn: expected scheme://key@host/project, found {dsn:?}");
+    let bad = || {
+        format!(
+            "appliance.sentry.dsn: expected scheme://key@host/project, found {:?}",
+            host_util::redact_url(dsn)
+        )
+    };
     let (scheme, rest) = dsn.split_once("://").with_context(bad)?;
     let (key, hostpath) = rest.split_once('@').with_context(bad)?;
     let public_key = key.split(':').next().unwrap_or_default().to_string();
@@ -105,5 +110,9 @@ mod tests {
                 .to_string()
                 .contains("appliance.sentry.dsn")
         );
+        let e = parse_dsn("https://k:hunter2@sentry.example.org/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("k:***@sentry") && !e.contains("hunter2"), "{e}");
     }
 }

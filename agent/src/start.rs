@@ -3,8 +3,9 @@
 //! which the unit sends to the console); the frontend says what is going on meanwhile.
 //!
 //! A failed step stops the sequence: nothing after it runs and no data is touched. The agent
-//! then leaves the maintenance page up with the reason, reports to Sentry when a DSN is set,
-//! and exits 2 (bad config) or 1 (failed operation).
+//! then leaves the maintenance page up with the reason class (public: no error text), records
+//! the error chain in the journal and status.json, reports it to Sentry when a DSN is set, and
+//! exits 2 (bad config) or 1 (failed operation).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,9 +17,9 @@ use crate::context::Context;
 use crate::database;
 use crate::docker::{self, Compose, Docker};
 use crate::envfile::{LoadedEnv, Settings};
-use crate::frontend::{self, Mode};
+use crate::frontend::{self, Mode, Public};
 use crate::report;
-use crate::status::{State, Tracker};
+use crate::status::{Reason, State, Tracker};
 use crate::storage;
 use crate::tls;
 use crate::userdata::{self, ConfigError};
@@ -76,11 +77,12 @@ impl Run<'_> {
         tracing::info!("step {name}: starting");
         let _ = self.tracker.set(name, State::Running, "");
         self.page(&Mode::Maintenance {
-            title: "Starting".into(),
-            detail: format!("The appliance is starting: step {name} is running."),
+            state: Public::Starting,
+            reason: Some(Reason::of_step(name, false)),
         });
         match f(self) {
             Ok((value, message)) => {
+                let message = host_util::redact_urls(&message);
                 println!("ecs-agent: step {name} ok: {message}");
                 tracing::info!("step {name}: ok: {message}");
                 let _ = self.tracker.set(name, State::Ok, &message);
@@ -91,29 +93,41 @@ impl Run<'_> {
     }
 
     fn fail(&mut self, name: &str, e: &anyhow::Error) -> Outcome {
-        let outcome = if e.chain().any(|c| c.is::<ConfigError>()) {
+        let config = e.chain().any(|c| c.is::<ConfigError>());
+        let outcome = if config {
             Outcome::BadConfig
         } else {
             Outcome::Failed
         };
-        println!("ecs-agent: step {name} failed: {e:#}");
-        tracing::error!("step {name} failed: {e:#}");
-        let _ = self.tracker.set(name, State::Failed, &format!("{e:#}"));
-        let _ = self.tracker.set_phase("failed");
+        let reason = Reason::of_step(name, config);
+        // The detail goes to the console and journal, status.json (0600) and Sentry only, each
+        // with the passwords of URLs hidden.
+        let detail = host_util::redact_urls(&format!("{e:#}"));
+        println!("ecs-agent: step {name} failed: {detail}");
+        tracing::error!("step {name} failed: {detail}");
+        let _ = self.tracker.set(name, State::Failed, &detail);
+        let _ = self.tracker.set_failed(reason);
         self.page(&Mode::Maintenance {
-            title: "Failed".into(),
-            detail: format!("The appliance failed to start: step {name} failed: {e}. The data is untouched; the operator has been notified."),
+            state: Public::Failed,
+            reason: Some(reason),
         });
         if let Some(dsn) = &self.dsn
             && let Err(err) = report::send(
                 dsn,
                 &self.ctx.run_dir,
                 "fatal",
-                &format!("step {name} failed: {e:#}"),
-                &[("step", name), ("domain", &self.domain)],
+                &format!("step {name} failed: {detail}"),
+                &[
+                    ("step", name),
+                    ("reason", reason.as_str()),
+                    ("domain", &self.domain),
+                ],
             )
         {
-            tracing::warn!("reporting to sentry: {err:#}");
+            tracing::warn!(
+                "reporting to sentry: {}",
+                host_util::redact_urls(&format!("{err:#}"))
+            );
         }
         outcome
     }
@@ -228,7 +242,7 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
         Ok((found, msg))
     })?;
     for w in &found.env.warnings {
-        tracing::warn!("{w}");
+        tracing::warn!("{}", host_util::redact_urls(w));
     }
     let settings: Settings = found.env.settings.clone();
     run.domain = settings.domain.clone();
@@ -237,8 +251,8 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
     if settings.standby {
         let _ = run.tracker.set_phase("standby");
         run.page(&Mode::Maintenance {
-            title: "Standby".into(),
-            detail: "The appliance is in standby (appliance.standby in env.yml).".into(),
+            state: Public::Standby,
+            reason: None,
         });
         println!("ecs-agent: standby");
         return Ok(Outcome::Standby);
@@ -246,7 +260,7 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
     run.step("storage", |_| Ok(((), storage::run(ctx, true)?)))?;
     let (compose, def) = run.step("postgres", |_| {
         let (compose, def) = project(ctx, &found.env)?;
-        let msg = database::start(ctx, &compose, &def)?;
+        let msg = database::start(ctx, &compose, &def, &found.env.settings.database_password)?;
         Ok(((compose, def), msg))
     })?;
     run.step("database", |_| {
@@ -275,15 +289,23 @@ pub fn renew_tls(ctx: &Context) -> anyhow::Result<String> {
     let mode = match status.as_ref().map(|s| s.phase.as_str()) {
         Some("running") => Mode::Service,
         _ => Mode::Maintenance {
-            title: "Not running".into(),
-            detail: status
-                .and_then(|s| s.steps.into_iter().find(|s| s.state == State::Failed))
-                .map(|s| format!("step {} failed", s.name))
-                .unwrap_or_else(|| "The appliance is not running.".into()),
+            state: Public::NotRunning,
+            reason: status.as_ref().and_then(failed_reason),
         },
     };
     frontend::apply(ctx, &env.settings.domain, &mode)?;
     Ok(msg)
+}
+
+/// The public reason of a recorded failure: the one stored, else the failed step's class.
+fn failed_reason(status: &crate::status::Status) -> Option<Reason> {
+    status.reason.or_else(|| {
+        status
+            .steps
+            .iter()
+            .find(|s| s.state == State::Failed)
+            .map(|s| Reason::of_step(&s.name, false))
+    })
 }
 
 /// `ecs-agent report-failure` (the unit's OnFailure): records that the agent itself died.
@@ -301,22 +323,13 @@ pub fn report_failure(ctx: &Context, unit: &str) -> anyhow::Result<()> {
         .as_ref()
         .map(|e| e.settings.domain.clone())
         .unwrap_or_else(|| "ECS appliance".into());
-    let died = format!("{unit} stopped before finishing (timeout, crash or kill); see journalctl -u {unit}");
+    let message =
+        format!("{unit} stopped before finishing (timeout, crash or kill); see journalctl -u {unit}");
     // A failure the agent recorded itself (it exits non-zero after a failed step, which also
     // triggers OnFailure) keeps its own reason on the page.
-    let recorded = tracker
-        .status
-        .steps
-        .iter()
-        .find(|s| s.state == State::Failed)
-        .filter(|_| tracker.status.phase == "failed")
-        .map(|s| {
-            format!(
-                "The appliance failed to start: step {} failed: {}. The data is untouched; the operator has been notified.",
-                s.name, s.message
-            )
-        });
-    let message = recorded.clone().unwrap_or(died);
+    let recorded = Some(&tracker.status)
+        .filter(|s| s.phase == "failed")
+        .and_then(failed_reason);
     if recorded.is_none() {
         let running = tracker
             .status
@@ -327,14 +340,14 @@ pub fn report_failure(ctx: &Context, unit: &str) -> anyhow::Result<()> {
         if let Some(name) = running {
             tracker.set(&name, State::Failed, &message)?;
         }
-        tracker.set_phase("failed")?;
+        tracker.set_failed(Reason::Agent)?;
     }
     frontend::apply(
         ctx,
         &domain,
         &Mode::Maintenance {
-            title: "Failed".into(),
-            detail: message.clone(),
+            state: Public::Failed,
+            reason: Some(recorded.unwrap_or(Reason::Agent)),
         },
     )?;
     // The agent already reported a failure it recorded.

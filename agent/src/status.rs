@@ -1,8 +1,10 @@
 //! The run's state file (/run/ecs/status.json): every step with its state, message and times.
 //!
 //! Written atomically after every change, so `ecs-agent status`, the benchmark and an operator
-//! always read a whole file. It holds reasons, never secrets.
+//! always read a whole file. It holds the detail of a failure (the error chain, with URLs
+//! redacted), so it is root's alone (0600); the public page shows only its `Reason`.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,10 +31,58 @@ pub struct StepStatus {
     pub finished: Option<f64>,
 }
 
+/// The short, public class of why the appliance is not serving: what the maintenance page may
+/// say. Derived from the step, never from error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    Configuration,
+    Storage,
+    Database,
+    Certificate,
+    Containers,
+    Update,
+    /// The agent itself stopped (crash, timeout, kill).
+    Agent,
+}
+
+impl Reason {
+    /// The class of a failure in step `step`; `bad_config` when the error is a config error.
+    pub fn of_step(step: &str, bad_config: bool) -> Reason {
+        if bad_config {
+            return Reason::Configuration;
+        }
+        match step {
+            "env" => Reason::Configuration,
+            "storage" | "app-dirs" => Reason::Storage,
+            "postgres" | "database" => Reason::Database,
+            "tls" => Reason::Certificate,
+            "containers" => Reason::Containers,
+            "update" => Reason::Update,
+            _ => Reason::Agent,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Configuration => "configuration",
+            Reason::Storage => "storage",
+            Reason::Database => "database",
+            Reason::Certificate => "certificate",
+            Reason::Containers => "containers",
+            Reason::Update => "update",
+            Reason::Agent => "agent",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     /// `starting`, `running` (all steps ok) or `failed`.
     pub phase: String,
+    /// Why it failed, as the public page says it (set with phase `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
     pub started: f64,
     pub steps: Vec<StepStatus>,
 }
@@ -56,6 +106,7 @@ impl Tracker {
             path: path.to_path_buf(),
             status: Status {
                 phase: "starting".into(),
+                reason: None,
                 started: now(),
                 steps: steps
                     .iter()
@@ -95,7 +146,8 @@ impl Tracker {
             State::Pending => {}
         }
         step.state = state;
-        step.message = message.to_string();
+        // Defence in depth: whatever a step reports, a URL's password is not stored.
+        step.message = host_util::redact_urls(message);
         self.save()
     }
 
@@ -104,14 +156,36 @@ impl Tracker {
         self.save()
     }
 
+    /// Phase `failed` with its public reason.
+    pub fn set_failed(&mut self, reason: Reason) -> anyhow::Result<()> {
+        self.status.phase = "failed".into();
+        self.status.reason = Some(reason);
+        self.save()
+    }
+
     pub fn save(&self) -> anyhow::Result<()> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            private_dir(dir)?;
         }
         let json = serde_json::to_vec_pretty(&self.status)?;
-        host_util::write_atomic(&self.path, &json, 0o644)
+        host_util::write_atomic(&self.path, &json, 0o600)
             .with_context(|| format!("writing {}", self.path.display()))
     }
+}
+
+/// Creates `dir` if needed and takes write access from group and others: the status file and
+/// the frontend's config live there. It stays searchable, since nginx's workers read the page below it.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7755))
+            .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 pub fn read(path: &Path) -> anyhow::Result<Status> {
@@ -155,5 +229,28 @@ mod tests {
             text.contains("storage    failed") && text.contains("carries xfs"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_file_is_private_and_its_directory_not_writable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let path = run.join("status.json");
+        let mut t = Tracker::new(&path, &["env"]).unwrap();
+        t.set_failed(Reason::of_step("env", false)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&run), 0o1755);
+        assert_eq!(read(&path).unwrap().reason, Some(Reason::Configuration));
+    }
+
+    #[test]
+    fn reasons_come_from_the_step() {
+        assert_eq!(Reason::of_step("postgres", false), Reason::Database);
+        assert_eq!(Reason::of_step("postgres", true), Reason::Configuration);
+        assert_eq!(Reason::of_step("tls", false).as_str(), "certificate");
+        assert_eq!(Reason::of_step("app-dirs", false), Reason::Storage);
     }
 }

@@ -1,5 +1,6 @@
-//! Failure injection: each failure leaves the maintenance page with the reason, a non-zero
-//! exit, status.json saying which step failed, and the data as it was.
+//! Failure injection: each failure leaves the maintenance page (served by nginx) with the
+//! state and reason class only, a non-zero exit, status.json (0600) with the detail, and the
+//! data as it was.
 
 mod common;
 
@@ -28,13 +29,9 @@ fn missing_seed_is_bad_config_and_shows_the_page() {
     assert!(!text.contains("ecs-agent: started"), "{text}");
     assert_eq!(a.step_state("env").0, "failed");
     assert_eq!(a.step_state("storage").0, "pending");
-    let (code, body) = a.get(false, "/");
-    assert_eq!(code, 503);
-    assert!(body.contains("step env failed: no user-data"), "{body}");
+    a.assert_public_page(false, "configuration", &["no user-data", "cidata"]);
     // HTTPS answers too, with a throwaway certificate in /run: /data holds none yet.
-    let (code, body) = a.get(true, "/");
-    assert_eq!(code, 503);
-    assert!(body.contains("step env failed: no user-data"), "{body}");
+    a.assert_public_page(true, "configuration", &["no user-data", "cidata"]);
     assert!(!a.path("data/etc/tls").exists(), "nothing written to /data");
     assert_eq!(checksums(&a.path("data")), before);
 
@@ -44,10 +41,7 @@ fn missing_seed_is_bad_config_and_shows_the_page() {
     let (state, msg) = a.step_state("env");
     assert_eq!(state, "failed");
     assert!(msg.contains("no user-data"), "{msg}");
-    let (code, body) = a.get(false, "/");
-    assert_eq!(code, 503);
-    assert!(body.contains("step env failed: no user-data"), "{body}");
-    assert!(!body.contains("stopped before finishing"), "{body}");
+    a.assert_public_page(false, "configuration", &["no user-data"]);
 }
 
 #[test]
@@ -63,9 +57,7 @@ fn invalid_env_names_the_key() {
         msg.contains("app/env.yml:") && msg.contains("appliance.standby"),
         "{msg}"
     );
-    let (code, body) = a.get(false, "/");
-    assert_eq!(code, 503);
-    assert!(body.contains("appliance.standby"), "{body}");
+    a.assert_public_page(false, "configuration", &["appliance.standby", "env.yml"]);
     assert!(
         !a.path("run/active-env.yml").exists(),
         "an invalid env.yml is not activated"
@@ -134,13 +126,15 @@ fn postgres_that_does_not_come_up_stops_before_the_database_and_reports() {
     assert_eq!(state, "failed");
     assert!(msg.contains("service db stopped"), "{msg}");
     assert_eq!(a.step_state("database").0, "pending");
-    let (code, body) = a.get(false, "/");
-    assert_eq!(code, 503);
-    assert!(body.contains("step postgres failed"), "{body}");
+    a.assert_public_page(false, "database", &["service db stopped", "exit code 3", &a.name]);
     let request = sentry.join().unwrap();
     assert!(request.starts_with("POST /api/7/store/ "), "{request}");
     assert!(request.contains("sentry_key=publickey"), "{request}");
     assert!(request.contains("step postgres failed"), "{request}");
+    assert!(
+        request.contains("service db stopped"),
+        "Sentry gets the detail: {request}"
+    );
     assert!(
         !request.contains("fixture"),
         "no env.yml values in the event: {request}"
@@ -168,9 +162,7 @@ fn app_failing_its_health_check_leaves_the_page_and_the_data() {
     let (state, msg) = a.step_state("containers");
     assert_eq!(state, "failed");
     assert!(msg.contains("service web is unhealthy"), "{msg}");
-    let (code, body) = a.get(true, "/");
-    assert_eq!(code, 503);
-    assert!(body.contains("step containers failed"), "{body}");
+    a.assert_public_page(true, "containers", &["service web is unhealthy"]);
     assert_eq!(a.psql("SELECT count(*) FROM users"), "1");
     assert_eq!(checksums(&a.path("data/ecs-storage-vault")), vault);
 }
@@ -197,7 +189,5 @@ fn report_failure_records_a_died_agent() {
         "{msg}"
     );
     assert_eq!(a.step_state("tls").0, "pending");
-    let (code, body) = a.get(false, "/");
-    assert_eq!(code, 503);
-    assert!(body.contains("stopped before finishing"), "{body}");
+    a.assert_public_page(false, "agent", &["stopped before finishing", "journalctl"]);
 }

@@ -50,6 +50,48 @@ fn backup_key(home: &Path) -> (String, String) {
     (fpr, key)
 }
 
+/// The password in the backup URL: it must appear in no output and no file the agent writes.
+const SECRET: &str = "hunter2-backup-secret";
+
+/// The journal's stand-in (the agent's stdout and stderr) and status.json hold no `SECRET`.
+fn assert_no_secret(a: &Appliance, out: &std::process::Output) {
+    let logs = format!("{}{}", stdout(out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        logs.contains("password=***"),
+        "the URL is named, redacted: {logs}"
+    );
+    let status = std::fs::read_to_string(a.path("run/ecs/status.json")).unwrap();
+    for text in [&logs, &status] {
+        assert!(!text.contains(SECRET), "the password leaked: {text}");
+    }
+}
+
+/// A restore that fails on a URL with a password: the step fails (`database` on the page),
+/// and the password is in no output, not in status.json, not on the page.
+#[test]
+fn failed_restore_hides_the_backup_password() {
+    let a = Appliance::new("badbackup");
+    let keys = tempfile::tempdir().unwrap();
+    let (_, key) = backup_key(keys.path());
+    let missing = a.path("no-backup-here");
+    a.write_env(
+        &format!(
+            "  ssl:\n    letsencrypt:\n      enabled: false\n  backup:\n    url: file://{}?password={SECRET}\n    encrypt: |\n{}",
+            missing.display(),
+            indent(&key, 6)
+        ),
+        "  recover:\n    from_backup: true\n",
+    );
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (state, message) = a.step_state("database");
+    assert_eq!(state, "failed");
+    assert!(message.contains("restoring the backup from file://"), "{message}");
+    assert_no_secret(&a, &out);
+    a.assert_public_page(false, "database", &["restoring the backup"]);
+    assert!(!a.get(false, "/").1.contains(SECRET));
+}
+
 fn indent(text: &str, by: usize) -> String {
     text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
 }
@@ -168,22 +210,25 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     let old_dump = std::fs::read(a.path("data/dump/ecs-postgres/old.pgdump.gz")).unwrap();
     a.stop();
 
-    // A new appliance on empty storage restores the backup.
+    // A new appliance on empty storage restores the backup, from a URL with a password in its
+    // query (duplicity's file backend ignores the query).
     let b = Appliance::new("frombackup");
-    let backup = format!("  backup:\n    url: {url}\n    encrypt: |\n{}", indent(&key, 6));
+    let backup = format!(
+        "  backup:\n    url: {url}?password={SECRET}\n    encrypt: |\n{}",
+        indent(&key, 6)
+    );
     b.write_env(
         &format!("  ssl:\n    letsencrypt:\n      enabled: false\n{backup}"),
         "  recover:\n    from_backup: true\n",
     );
     let out = b.start();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let message = b.step_state("database").1;
     assert!(
-        b.step_state("database")
-            .1
-            .starts_with("restored from backup file://"),
-        "{:?}",
-        b.step_state("database")
+        message.starts_with(&format!("restored from backup {url}?password=***,")),
+        "{message}"
     );
+    assert_no_secret(&b, &out);
     let restored = counts(&b);
     // migrate ran once more on the restored database, as it does after every restore.
     assert_eq!(restored[..2], want_counts[..2]);

@@ -72,6 +72,9 @@ pub struct Appliance {
     pub compose: Option<String>,
     pub dkim: Dkim,
     pub backup: Backup,
+    /// The application's database login; optional so the original appliance's files still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Database>,
     #[serde(default, rename = "allowed_hosts", skip_serializing)]
     pub(crate) legacy_allowed_hosts: Legacy,
 }
@@ -239,6 +242,20 @@ pub struct Backup {
     pub mount: Option<BackupMount>,
     /// ASCII-armored OpenPGP secret key `ecs_backup`.
     pub encrypt: String,
+}
+
+/// The database role the application logs in as over the compose network.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// The password (URL-safe characters: it goes into the app's DATABASE_URL).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -274,14 +274,26 @@ fn gpg_imports_each_key_and_round_trips_with_the_backup_key() {
 fn application_secrets_are_long_and_distinct() {
     use base64::Engine;
     let k = keys();
-    let secrets = [&k.secret_key, &k.registration_secret, &k.password_reset_secret];
+    let secrets = [
+        &k.secret_key,
+        &k.registration_secret,
+        &k.password_reset_secret,
+        &k.database_password,
+    ];
     for s in secrets {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(s)
             .unwrap();
-        assert!(raw.len() * 8 >= 256);
+        assert_eq!(raw.len() * 8, 320);
     }
-    assert!(secrets[0] != secrets[1] && secrets[1] != secrets[2] && secrets[0] != secrets[2]);
+    for (i, a) in secrets.iter().enumerate() {
+        assert!(secrets[i + 1..].iter().all(|b| a != b), "secret {i} repeats");
+    }
+    let env = Env::from_keys(DOMAIN, k);
+    assert_eq!(
+        env.appliance.database.as_ref().map(|d| &d.password),
+        Some(&k.database_password)
+    );
     let settings = keygen::ecs_settings(DOMAIN, k);
     assert!(settings.contains(&format!("SECRET_KEY = '{}'", k.secret_key)));
 }
@@ -291,7 +303,11 @@ fn debug_output_carries_no_secret() {
     let env = Env::from_keys(DOMAIN, keys());
     let shown = format!("{env:?} {env:#?}");
     assert!(shown.contains(DOMAIN), "{shown}");
-    for secret in [&keys().secret_key, &keys().registration_secret] {
+    for secret in [
+        &keys().secret_key,
+        &keys().registration_secret,
+        &keys().database_password,
+    ] {
         assert!(!shown.contains(secret.as_str()), "{shown}");
     }
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");

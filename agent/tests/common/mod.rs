@@ -72,6 +72,9 @@ pub struct Appliance {
 
 pub const DOMAIN: &str = "appliance.example.org";
 
+/// `appliance.database.password` of every test env.yml (unless a test writes its own).
+pub const DB_PASSWORD: &str = "fixture-db-password-7f3a9c";
+
 /// Syntactically valid stand-ins for key material the start sequence does not use.
 const DUMMY_PEM: &str = "-----BEGIN PRIVATE KEY-----\n      Zml4dHVyZQ==\n      -----END PRIVATE KEY-----";
 const DUMMY_PGP: &str =
@@ -85,8 +88,13 @@ pub fn env_text(extra_appliance: &str, extra_ecs: &str) -> String {
     } else {
         format!("  backup:\n    url: file:///nonexistent\n    encrypt: |\n      {DUMMY_PGP}\n")
     };
+    let database = if extra_appliance.contains("  database:") {
+        String::new()
+    } else {
+        format!("  database:\n    password: {DB_PASSWORD}\n")
+    };
     format!(
-        "#cloud-config\nappliance:\n  domain: {DOMAIN}\n  dkim:\n    key: |\n      {DUMMY_PEM}\n{backup}{extra_appliance}\
+        "#cloud-config\nappliance:\n  domain: {DOMAIN}\n  dkim:\n    key: |\n      {DUMMY_PEM}\n{backup}{database}{extra_appliance}\
          ecs:\n  settings: \"# fixture\"\n  vault_encrypt: |\n    {v}\n  vault_sign: |\n    {v}\n{extra_ecs}",
         v = DUMMY_PGP.replace("\n      ", "\n    "),
     )
@@ -214,6 +222,31 @@ impl Appliance {
         )
     }
 
+    /// The public page says the state ("failed") and `class`, and none of `hidden`, which
+    /// status.json (0600) holds; no path of the appliance either.
+    pub fn assert_public_page(&self, https: bool, class: &str, hidden: &[&str]) {
+        let a = self;
+        let (code, body) = a.get(https, "/");
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.contains("The appliance failed to start") && body.contains(&format!("(reason: {class})")),
+            "{body}"
+        );
+        let status = std::fs::read_to_string(a.path("run/ecs/status.json")).unwrap();
+        for h in hidden {
+            assert!(status.contains(h), "status.json lacks {h:?}: {status}");
+            assert!(!body.contains(h), "the public page shows {h:?}: {body}");
+        }
+        let dir = a.dir.path().display().to_string();
+        assert!(!body.contains(&dir), "the public page shows a path: {body}");
+        let mode = std::fs::metadata(a.path("run/ecs/status.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "status.json is root's alone");
+        assert_eq!(a.status()["reason"], class);
+    }
+
     pub fn compose(&self) -> Command {
         let mut c = Command::new(need(COMPOSE));
         c.env("DOCKER_HOST", &self.docker_host)
@@ -221,6 +254,7 @@ impl Appliance {
             .env("AGENT_DUMP_DIR", self.path("data/dump/ecs-postgres"))
             .env("AGENT_UPSTREAM_PORT", self.upstream.to_string())
             .env("APPLIANCE_DATABASE", "ecs")
+            .env("APPLIANCE_DATABASE_PASSWORD", DB_PASSWORD)
             .args(["--ansi", "never", "-p", &self.name, "-f"])
             .arg(self.path("compose.yml"));
         c

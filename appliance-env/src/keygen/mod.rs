@@ -21,8 +21,8 @@ use openpgp::Kind;
 pub use ssh::{AuthorizedKey, parse_authorized_key};
 
 use crate::model::{
-    Appliance, Backup, ClientCa, Dkim, Ecs, EcsGit, Env, Extra, Metric, Recover, Ssl, Storage, Update,
-    Userswitcher,
+    Appliance, Backup, ClientCa, Database, Dkim, Ecs, EcsGit, Env, Extra, Metric, Recover, Ssl, Storage,
+    Update, Userswitcher,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,8 @@ pub struct KeyMaterial {
     pub secret_key: String,
     pub registration_secret: String,
     pub password_reset_secret: String,
+    /// `appliance.database.password`: the app's database login (URL-safe base64).
+    pub database_password: String,
     /// RSA-2048, PKCS#1 PEM (as `openssl genrsa` wrote it for the original).
     pub dkim_key: String,
     /// Armored OpenPGP v4 secret keys, no passphrase: the backup key Ed25519/Curve25519, the
@@ -92,6 +94,8 @@ impl KeyMaterial {
             vault_sign_key: openpgp::generate("ecs_authority", Kind::Rsa3072, rng, now)?,
             client_ca: x509::generate_ca(domain, rng, now)?,
             ssh_keys: ssh::generate_host_keys(domain, rng)?,
+            // Drawn last, so the other keys of a seeded RNG stay what they were.
+            database_password: secret(rng),
         })
     }
 }
@@ -171,6 +175,9 @@ impl Env {
                     mount: None,
                     encrypt: keys.backup_key.clone(),
                 },
+                database: Some(Database {
+                    password: keys.database_password.clone(),
+                }),
                 legacy_allowed_hosts: Default::default(),
             },
             ecs: Ecs {

@@ -430,6 +430,20 @@ pub const KEYS: &[Key] = &[
         "ecs-agent backup, recover (duplicity via GnuPG)",
         "OpenPGP key `ecs_backup`: backups are encrypted to it.",
     ),
+    k(
+        "appliance.database",
+        "mapping",
+        "",
+        "ecs-agent start (postgres)",
+        "The application's login to PostgreSQL over the compose network.",
+    ),
+    k(
+        "appliance.database.password",
+        "string (secret, URL-safe characters)",
+        "derived from appliance.dkim.key",
+        "ecs-agent start (postgres); the app's DATABASE_URL",
+        "Password of the database owner role (app), checked with scram-sha-256 for every network\nconnection; 320 random bits from `ecs-build config new`. Without it the agent derives one from\nappliance.dkim.key. Characters: A-Z a-z 0-9 - _ . ~",
+    ),
     req(
         "ecs",
         "mapping",
