@@ -242,6 +242,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     std::fs::write(d.join("shortcommit.yml"), "ecs:\n  git:\n    commitid: b09f0d5\n").unwrap();
     std::fs::create_dir(d.join("taken")).unwrap();
     std::fs::write(d.join("taken/keep"), "x").unwrap();
+    std::fs::write(d.join("taken/env.yml"), "only copy").unwrap();
 
     refused(
         d,
@@ -276,9 +277,13 @@ fn bad_input_is_refused_before_anything_is_written() {
     refused(
         d,
         &["--domain", "ecs.example.org", "--out", "taken"],
-        "taken already exists (use --force to replace it)",
+        "taken/env.yml exists; pass --force to replace it",
     );
-    assert_eq!(std::fs::read_to_string(d.join("taken/keep")).unwrap(), "x");
+    assert_eq!(listing(&d.join("taken")), ["env.yml", "keep"]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("taken/env.yml")).unwrap(),
+        "only copy"
+    );
     refused(
         d,
         &[
