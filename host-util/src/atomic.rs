@@ -266,7 +266,8 @@ pub fn output_mode(secret: bool) -> u32 {
 /// to put it back if a later output fails.
 fn move_into_place(p: &Planned, group: bool) -> Result<(), (&'static str, io::Error)> {
     if group && fs::symlink_metadata(&p.target).is_ok() {
-        fs::hard_link(&p.target, &p.backup).map_err(|e| ("keeping the old file until all are in place", e))?;
+        fs::hard_link(&p.target, &p.backup)
+            .map_err(|e| ("keeping the old file until all are in place", e))?;
     }
     fs::rename(&p.temp, &p.target).map_err(|e| ("moving it into place", e))
 }
@@ -487,7 +488,10 @@ mod tests {
         fs::write(&target, b"old").unwrap();
         let err = Outputs::new(false).add(&target, false).unwrap_err();
         assert!(err.is_refusal());
-        assert_eq!(err.to_string(), format!("{} exists; pass --force to replace it", target.display()));
+        assert_eq!(
+            err.to_string(),
+            format!("{} exists; pass --force to replace it", target.display())
+        );
         assert_eq!(listing(dir.path()), ["out.raw"], "a refusal creates nothing");
 
         let mut out = Outputs::new(true);
@@ -515,9 +519,16 @@ mod tests {
                 let err = Outputs::new(force).add(path, false).unwrap_err();
                 assert!(matches!(err, OutputError::Symlink(_)), "{err}");
             }
-            let err = Outputs::new(force).add(&dir.path().join("sub"), false).unwrap_err();
-            assert!(err.to_string().ends_with("sub is a directory, not a regular file; give a file name"));
-            let err = Outputs::new(force).add(Path::new("/dev/null"), false).unwrap_err();
+            let err = Outputs::new(force)
+                .add(&dir.path().join("sub"), false)
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .ends_with("sub is a directory, not a regular file; give a file name")
+            );
+            let err = Outputs::new(force)
+                .add(Path::new("/dev/null"), false)
+                .unwrap_err();
             assert_eq!(
                 err.to_string(),
                 "/dev/null is a character device, not a regular file; give a file name"
