@@ -359,7 +359,10 @@ fn force_replaces_only_what_it_writes() {
     let r = config_new_in(dir.path(), &out, &[]);
     assert_bad_input(
         &r,
-        &format!("{} exists; pass --force to replace it", out.join("env.yml").display()),
+        &format!(
+            "{} exists; pass --force to replace it",
+            out.join("env.yml").display()
+        ),
     );
     assert_eq!(listing(&out), ["env.yml", "notes.txt"]);
     assert_eq!(std::fs::read_to_string(out.join("env.yml")).unwrap(), "old env");
@@ -406,7 +409,10 @@ fn failed_writes_leave_the_old_files_and_no_temporary() {
     let out = dir.path().join("appliance");
     let r = config_new_in(dir.path(), &out, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let old: Vec<Vec<u8>> = WRITTEN.iter().map(|n| std::fs::read(out.join(n)).unwrap()).collect();
+    let old: Vec<Vec<u8>> = WRITTEN
+        .iter()
+        .map(|n| std::fs::read(out.join(n)).unwrap())
+        .collect();
     let unchanged = || {
         assert_eq!(listing(&out), WRITTEN);
         for (name, bytes) in WRITTEN.iter().zip(&old) {
@@ -415,7 +421,11 @@ fn failed_writes_leave_the_old_files_and_no_temporary() {
         assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
     };
     let chattr = |flag: &str, path: &Path| {
-        tool("chattr", "e2fsprogs").arg(flag).arg(path).run_checked().unwrap();
+        tool("chattr", "e2fsprogs")
+            .arg(flag)
+            .arg(path)
+            .run_checked()
+            .unwrap();
     };
 
     // Mid-commit: env.yml is already replaced when seed.iso (immutable) cannot be; env.yml is

@@ -498,7 +498,7 @@ mod tests {
         let temp = out.add(&target, true).unwrap();
         out.write(&temp, b"new").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"old", "replaced only on commit");
-        assert_eq!(out.commit().unwrap(), [target.clone()]);
+        assert_eq!(out.commit().unwrap(), vec![target.clone()]);
         assert_eq!(fs::read(&target).unwrap(), b"new");
         assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(listing(dir.path()), ["out.raw"]);
