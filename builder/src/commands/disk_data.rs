@@ -63,7 +63,10 @@ impl DataArgs {
         let report = match written {
             Ok(r) => r,
             Err(DataDiskError::Plan(e)) => return Err(BadInput::new(e.0).into()),
-            Err(e) => return Err(e).context("writing the data disk"),
+            Err(e) => {
+                let names: Vec<String> = self.output.iter().map(|p| p.display().to_string()).collect();
+                return Err(e).with_context(|| format!("writing {}", names.join(" and ")));
+            }
         };
         outputs.commit()?;
         for path in &self.output {
