@@ -10,4 +10,5 @@ pub mod epoch;
 pub mod error;
 pub mod logging;
 pub mod machine;
+pub mod output;
 pub mod pipeline;

@@ -242,6 +242,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     std::fs::write(d.join("shortcommit.yml"), "ecs:\n  git:\n    commitid: b09f0d5\n").unwrap();
     std::fs::create_dir(d.join("taken")).unwrap();
     std::fs::write(d.join("taken/keep"), "x").unwrap();
+    std::fs::write(d.join("taken/env.yml"), "only copy").unwrap();
 
     refused(
         d,
@@ -276,9 +277,13 @@ fn bad_input_is_refused_before_anything_is_written() {
     refused(
         d,
         &["--domain", "ecs.example.org", "--out", "taken"],
-        "taken already exists (use --force to replace it)",
+        "taken/env.yml exists; pass --force to replace it",
     );
-    assert_eq!(std::fs::read_to_string(d.join("taken/keep")).unwrap(), "x");
+    assert_eq!(listing(&d.join("taken")), ["env.yml", "keep"]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("taken/env.yml")).unwrap(),
+        "only copy"
+    );
     refused(
         d,
         &[
@@ -327,4 +332,148 @@ fn bad_input_is_refused_before_anything_is_written() {
         ],
         "ecs.git.commitid: expected a full commit id of 40 hex digits (`git rev-parse HEAD`), found `b09f0d5`",
     );
+}
+
+fn config_new_in(cwd: &Path, out: &Path, extra: &[&str]) -> Run {
+    run(ecs_build()
+        .current_dir(cwd)
+        .args(["config", "new", "--domain", "ecs.example.org", "--out"])
+        .arg(out)
+        .args(extra))
+}
+
+/// Names in `dir` that start with a dot: temporaries.
+fn hidden(dir: &Path) -> Vec<String> {
+    listing(dir).into_iter().filter(|n| n.starts_with('.')).collect()
+}
+
+const WRITTEN: [&str; 3] = ["env.pdf", "env.yml", "seed.iso"];
+
+#[test]
+fn force_replaces_only_what_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("appliance");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::write(out.join("env.yml"), "old env").unwrap();
+    let r = config_new_in(dir.path(), &out, &[]);
+    assert_bad_input(
+        &r,
+        &format!(
+            "{} exists; pass --force to replace it",
+            out.join("env.yml").display()
+        ),
+    );
+    assert_eq!(listing(&out), ["env.yml", "notes.txt"]);
+    assert_eq!(std::fs::read_to_string(out.join("env.yml")).unwrap(), "old env");
+
+    let r = config_new_in(dir.path(), &out, &["--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(listing(&out), ["env.pdf", "env.yml", "notes.txt", "seed.iso"]);
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+    assert!(Env::load(&out.join("env.yml")).is_ok());
+    for name in WRITTEN {
+        assert_eq!(mode(&out.join(name)), 0o600, "{name}");
+    }
+}
+
+/// `--out .` writes into the working directory; `--out FILE` is refused, --force or not.
+#[test]
+fn out_dot_works_and_out_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("other"), "x").unwrap();
+    for extra in [&[][..], &["--force"]] {
+        let r = config_new_in(d, Path::new("."), extra);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(listing(d), ["env.pdf", "env.yml", "other", "seed.iso"]);
+    }
+    let first = std::fs::read(d.join("env.yml")).unwrap();
+    let r = config_new_in(d, Path::new("."), &[]);
+    assert_bad_input(&r, "./env.yml exists; pass --force to replace it");
+    assert_eq!(std::fs::read(d.join("env.yml")).unwrap(), first);
+
+    for extra in [&[][..], &["--force"]] {
+        let r = config_new_in(d, Path::new("other"), extra);
+        assert_bad_input(&r, "--out other: not a directory");
+        assert_eq!(std::fs::read_to_string(d.join("other")).unwrap(), "x");
+        assert_eq!(listing(d), ["env.pdf", "env.yml", "other", "seed.iso"]);
+    }
+}
+
+/// Failures while writing or committing: nothing under a final name changes, and no temporary
+/// (the private directory holding every secret) remains.
+#[test]
+fn failed_writes_leave_the_old_files_and_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("appliance");
+    let r = config_new_in(dir.path(), &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let old: Vec<Vec<u8>> = WRITTEN
+        .iter()
+        .map(|n| std::fs::read(out.join(n)).unwrap())
+        .collect();
+    let unchanged = || {
+        assert_eq!(listing(&out), WRITTEN);
+        for (name, bytes) in WRITTEN.iter().zip(&old) {
+            assert_eq!(&std::fs::read(out.join(name)).unwrap(), bytes, "{name} changed");
+        }
+        assert!(hidden(dir.path()).is_empty(), "{:?}", hidden(dir.path()));
+    };
+    let chattr = |flag: &str, path: &Path| {
+        tool("chattr", "e2fsprogs")
+            .arg(flag)
+            .arg(path)
+            .run_checked()
+            .unwrap();
+    };
+
+    // Mid-commit: env.yml is already replaced when seed.iso (immutable) cannot be; env.yml is
+    // put back.
+    chattr("+i", &out.join("seed.iso"));
+    let r = config_new_in(dir.path(), &out, &["--force"]);
+    chattr("-i", &out.join("seed.iso"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("seed.iso") && r.stderr.contains("put back as they were"),
+        "{}",
+        r.stderr
+    );
+    unchanged();
+
+    // A read-only (immutable) folder: nothing can be made in it.
+    chattr("+i", &out);
+    let r = config_new_in(dir.path(), &out, &["--force"]);
+    chattr("-i", &out);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("private temporary directory"), "{}", r.stderr);
+    unchanged();
+
+    // A file too big for the file size limit (the writes fail with EFBIG, not SIGXFSZ).
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ecs-build"))
+        .args(["config", "new", "--domain", "ecs.example.org", "--force", "--out"])
+        .arg(&out)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("RUST_LOG", "warn");
+    let r = run(&mut c);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("File too large"), "{}", r.stderr);
+    unchanged();
+
+    // A directory where a file goes is refused before any key is made.
+    std::fs::remove_file(out.join("env.pdf")).unwrap();
+    std::fs::create_dir(out.join("env.pdf")).unwrap();
+    let r = config_new_in(dir.path(), &out, &["--force"]);
+    assert_bad_input(
+        &r,
+        &format!(
+            "{} is a directory, not a regular file; give a file name",
+            out.join("env.pdf").display()
+        ),
+    );
+    assert_eq!(std::fs::read(out.join("env.yml")).unwrap(), old[1]);
+    assert!(hidden(&out).is_empty() && hidden(dir.path()).is_empty());
 }

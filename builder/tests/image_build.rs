@@ -146,6 +146,18 @@ fn shared() -> &'static Built {
     })
 }
 
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// This process's umask, which the build user's ecs-build inherits.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap();
+    u32::from_str_radix(value.trim(), 8).unwrap()
+}
+
 fn visible_and_hidden(dir: &Path) -> (Vec<String>, Vec<String>) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
@@ -211,10 +223,12 @@ fn unprivileged_build_gives_raw_qcow2_and_a_manifest_that_matches() {
             );
         }
     }
-    // The seed ISO holds key material.
-    use std::os::unix::fs::PermissionsExt;
-    let seed = std::fs::metadata(b.out.join("ecs-test-1.0-test.seed.iso")).unwrap();
-    assert_eq!(seed.permissions().mode() & 0o777, 0o600);
+    // The seed ISO holds key material; the rest follows the umask (the image holds no env).
+    assert_eq!(mode_of(&b.out.join("ecs-test-1.0-test.seed.iso")), 0o600);
+    for name in ["raw", "qcow2", "manifest.json", "pkr.hcl"] {
+        let path = b.out.join(format!("ecs-test-1.0-test.{name}"));
+        assert_eq!(mode_of(&path), 0o666 & !umask(), "{}", path.display());
+    }
     let packages = b.manifest["packages"].as_array().unwrap();
     for p in [
         "linux-image-amd64",
@@ -298,10 +312,22 @@ fn changing_only_the_agent_and_env_reuses_the_cached_base() {
     );
     chown_to_user(&f.ws.work.join("env2"));
     chown_to_user(&agent2);
-    let machine = machine_yml(f, "changed", "", &agent2, &env2);
+    // With the env inside, the images hold its keys: 0600 whatever the umask.
+    let machine = machine_yml(f, "changed", "embed_env: true\n", &agent2, &env2);
     let out = out_dir(f, "out-changed");
     let (o, events) = run_build(f, &machine, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["raw", "qcow2", "seed.iso"] {
+        assert_eq!(
+            mode_of(&out.join(format!("ecs-test-1.0-test.{name}"))),
+            0o600,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        mode_of(&out.join("ecs-test-1.0-test.manifest.json")),
+        0o666 & !umask()
+    );
     assert_eq!(rootfs_cache(&events).as_deref(), Some("hit"), "{events:?}");
     let m = read_manifest(&out);
     assert_eq!(m["rootfs"]["cache_key"], b.manifest["rootfs"]["cache_key"]);

@@ -11,9 +11,9 @@ use anyhow::Context;
 use appliance_env::Env;
 use appliance_env::keygen::{self, OsRng};
 use clap::Args;
-use host_util::{AtomicDir, write_atomic};
 
 use crate::error::BadInput;
+use crate::output::Outputs;
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
@@ -26,10 +26,10 @@ pub struct NewArgs {
     /// YAML whose values are merged over the generated defaults.
     #[arg(long, value_name = "extra.yml")]
     pub extra: Option<PathBuf>,
-    /// Output folder (default: a folder named after the domain).
+    /// Output folder (default: a folder named after the domain), created 0700 when missing.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Replace an existing output folder.
+    /// Replace an existing env.yml, seed.iso or env.pdf there (other files are left alone).
     #[arg(long)]
     pub force: bool,
 }
@@ -78,6 +78,57 @@ fn seed_files(env: &Env, env_bytes: &[u8]) -> cloud_init::SeedFiles {
     }
 }
 
+/// What `config new` writes into its folder, in this order: all of them are secrets.
+const NEW_FILES: [&str; 3] = ["env.yml", "seed.iso", "env.pdf"];
+
+/// `config new`'s folder: an existing directory is used as it is; a missing one is made 0700
+/// and removed again (if still empty) when the command fails.
+struct OutFolder {
+    created: Option<PathBuf>,
+}
+
+impl OutFolder {
+    fn open(out: &Path) -> anyhow::Result<OutFolder> {
+        match fs::metadata(out) {
+            Ok(m) if m.is_dir() => return Ok(OutFolder { created: None }),
+            Ok(_) => {
+                return Err(BadInput::new(format!(
+                    "--out {}: not a directory; config new writes env.yml, seed.iso and env.pdf \
+                     into a folder (not even --force replaces a file by one)",
+                    out.display()
+                ))
+                .into());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("--out {}", out.display())),
+        }
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(out)
+            .with_context(|| format!("creating {}", out.display()))?;
+        let folder = OutFolder {
+            created: Some(out.to_path_buf()),
+        };
+        fs::set_permissions(out, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("setting the mode of {}", out.display()))?;
+        Ok(folder)
+    }
+
+    fn keep(mut self) {
+        self.created = None;
+    }
+}
+
+impl Drop for OutFolder {
+    fn drop(&mut self) {
+        if let Some(dir) = self.created.take() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
 impl NewArgs {
     pub fn run(self) -> anyhow::Result<()> {
         // Everything the operator gave is checked before any key is made or file written.
@@ -95,12 +146,11 @@ impl NewArgs {
             None => None,
         };
         let out = self.out.clone().unwrap_or_else(|| PathBuf::from(&self.domain));
-        if fs::symlink_metadata(&out).is_ok() && !self.force {
-            return Err(BadInput::new(format!(
-                "{} already exists (use --force to replace it)",
-                out.display()
-            ))
-            .into());
+        let folder = OutFolder::open(&out)?;
+        let mut outputs = Outputs::new(self.force);
+        let mut temps = Vec::new();
+        for name in NEW_FILES {
+            temps.push(outputs.add(&out.join(name), true)?);
         }
         let ts = crate::epoch::source_date_epoch_or_now()?;
 
@@ -133,15 +183,11 @@ impl NewArgs {
         let seed = cloud_init::iso_image(&seed_files(&env, &bytes), ts).context("writing the seed ISO")?;
         let pdf = paper_backup::print_pdf(&bytes, &self.domain, ts).context("printing env.pdf")?;
 
-        let dir = AtomicDir::create(&out, 0o700, self.force)
-            .with_context(|| format!("creating {}", out.display()))?;
-        for (name, data) in [("env.yml", &bytes), ("seed.iso", &seed), ("env.pdf", &pdf)] {
-            let path = dir.path().join(name);
-            write_atomic(&path, data, 0o600)
-                .with_context(|| format!("writing {}", out.join(name).display()))?;
+        for (temp, data) in temps.iter().zip([&bytes, &seed, &pdf]) {
+            outputs.write(temp, data)?;
         }
-        dir.commit()
-            .with_context(|| format!("moving {} into place", out.display()))?;
+        outputs.commit()?;
+        folder.keep();
 
         println!("SSH host keys of {}:", self.domain);
         for (name, public) in env.ssh_keys.iter().filter(|(k, _)| k.ends_with("_public")) {
@@ -149,7 +195,7 @@ impl NewArgs {
                 println!("  {} {}", key.fingerprint, name.trim_end_matches("_public"));
             }
         }
-        for name in ["env.yml", "seed.iso", "env.pdf"] {
+        for name in NEW_FILES {
             println!("wrote {}", out.join(name).display());
         }
         println!("env.yml and seed.iso hold every secret of the appliance: keep them private.");
@@ -181,9 +227,12 @@ impl CheckArgs {
 pub struct SeedArgs {
     /// The env.yml to package.
     pub env: PathBuf,
-    /// Output file.
+    /// Output file (written 0600: it holds env.yml).
     #[arg(short, long, value_name = "seed.iso")]
     pub output: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
     /// Write a FAT image labelled cidata instead of ISO 9660.
     #[arg(long)]
     pub vfat: bool,
@@ -191,6 +240,8 @@ pub struct SeedArgs {
 
 impl SeedArgs {
     pub fn run(self) -> anyhow::Result<()> {
+        let mut outputs = Outputs::new(self.force);
+        let temp = outputs.add(&self.output, true)?;
         let bytes =
             fs::read(&self.env).map_err(|e| BadInput::new(format!("reading {}: {e}", self.env.display())))?;
         let text = std::str::from_utf8(&bytes)
@@ -205,8 +256,8 @@ impl SeedArgs {
             cloud_init::iso_image(&files, ts)
         }
         .map_err(|e| BadInput::new(format!("{}: {e}", self.env.display())))?;
-        write_atomic(&self.output, &image, 0o600)
-            .with_context(|| format!("writing {}", self.output.display()))?;
+        outputs.write(&temp, &image)?;
+        outputs.commit()?;
         println!(
             "wrote {} (it holds env.yml: keep it private)",
             self.output.display()

@@ -7,6 +7,8 @@ use clap::Args;
 use image_layout::{Seed, Size, SystemDiskPlan, TableKind, TreeSource, write_system_disk};
 
 use crate::error::BadInput;
+use crate::output::Outputs;
+use crate::pipeline::interrupt;
 
 /// The seed when none is given: the same inputs then always give the same disk.
 pub const DEFAULT_SEED: &str = "ecs-build";
@@ -36,6 +38,9 @@ pub struct SystemArgs {
     /// environment, or 0 when it is unset.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn size(flag: &str, value: &str) -> anyhow::Result<Size> {
@@ -46,6 +51,8 @@ fn size(flag: &str, value: &str) -> anyhow::Result<Size> {
 
 impl SystemArgs {
     pub fn run(self) -> anyhow::Result<()> {
+        let mut outputs = Outputs::new(self.force);
+        let temp = outputs.add(&self.output, false)?;
         let table = match self.table.as_str() {
             "gpt" => TableKind::Gpt,
             _ => TableKind::Mbr,
@@ -70,7 +77,9 @@ impl SystemArgs {
             .into());
         };
         tracing::info!(tree = %self.tree.display(), output = %self.output.display(), "writing system disk");
-        let report = write_system_disk(&plan, &tree, &[], &self.output).map_err(|e| {
+        let written = write_system_disk(&plan, &tree, &[], &temp);
+        interrupt::check()?;
+        let report = written.map_err(|e| {
             let bad = e.is_bad_input();
             let err = anyhow::Error::new(e);
             if bad {
@@ -80,6 +89,7 @@ impl SystemArgs {
             }
         });
         let report = report.with_context(|| format!("writing system disk {}", self.output.display()))?;
+        outputs.commit()?;
         for p in &report.partitions {
             println!(
                 "p{} {:<16} start {:>12} size {:>8} fs {}",

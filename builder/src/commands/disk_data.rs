@@ -11,6 +11,8 @@ use clap::Args;
 use image_layout::{DataDiskError, DataDiskPlan, DataDiskReport, Seed, Size, write_data_disks};
 
 use crate::error::BadInput;
+use crate::output::Outputs;
+use crate::pipeline::interrupt;
 
 #[derive(Debug, Args)]
 pub struct DataArgs {
@@ -26,6 +28,9 @@ pub struct DataArgs {
     /// Output raw disk image(s).
     #[arg(short, long, required = true)]
     pub output: Vec<PathBuf>,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl DataArgs {
@@ -42,17 +47,28 @@ impl DataArgs {
                 s
             }
         };
+        let mut outputs = Outputs::new(self.force);
+        let mut temps = Vec::new();
+        for path in &self.output {
+            temps.push(outputs.add(path, false)?);
+        }
         let plan = DataDiskPlan::new(
             size,
             self.raid1,
             Seed(seed),
             crate::epoch::source_date_epoch_or_now()?,
         );
-        let report = match write_data_disks(&plan, &self.output) {
+        let written = write_data_disks(&plan, &temps);
+        interrupt::check()?;
+        let report = match written {
             Ok(r) => r,
             Err(DataDiskError::Plan(e)) => return Err(BadInput::new(e.0).into()),
-            Err(e) => return Err(e).context("writing the data disk"),
+            Err(e) => {
+                let names: Vec<String> = self.output.iter().map(|p| p.display().to_string()).collect();
+                return Err(e).with_context(|| format!("writing {}", names.join(" and ")));
+            }
         };
+        outputs.commit()?;
         for path in &self.output {
             println!("{}", summary(path, size, &report));
         }
@@ -103,6 +119,7 @@ mod tests {
             raid1,
             seed: Some("cli".into()),
             output: outputs,
+            force: false,
         }
     }
 

@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::error::BadInput;
 use crate::machine::{self, LoadedMachine, MachineError};
+use crate::output::Outputs;
 use crate::pipeline::{self, manifest, template};
 
 #[derive(Debug, Args)]
@@ -28,6 +29,9 @@ pub struct ImageArgs {
     /// Rebuild the cached Debian base even if an entry for the same inputs exists.
     #[arg(long)]
     pub refresh_base: bool,
+    /// Replace existing artifacts of this name and version in the output directory.
+    #[arg(long)]
+    pub force: bool,
     /// Print a commented default machine.yml and exit.
     #[arg(long)]
     pub print_default_config: bool,
@@ -54,6 +58,7 @@ impl ImageArgs {
             version: self.version,
             out: self.out,
             refresh_base: self.refresh_base,
+            force: self.force,
             json: crate::logging::json_enabled(),
         };
         let report = pipeline::build(&loaded, &opts)?;
@@ -73,6 +78,9 @@ pub struct PackerArgs {
     /// Output directory (default: machine.yml's `outputs.dir`); run packer from there.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace existing templates of this name and version.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl PackerArgs {
@@ -89,6 +97,12 @@ impl PackerArgs {
         let base = format!("{}-{version}", m.name);
         let out = self.out.unwrap_or_else(|| m.outputs.dir.clone());
         pipeline::staging::prepare_dir(&out)?;
+        let mut outputs = Outputs::new(self.force);
+        let names = [format!("{base}.pkr.hcl"), format!("{base}.json")];
+        let mut temps = Vec::new();
+        for name in &names {
+            temps.push(outputs.add(&out.join(name), false)?);
+        }
         // Pin the raw image's checksum when it is already built; otherwise packer checks nothing.
         let raw = out.join(format!("{base}.raw"));
         let raw_sha = if raw.is_file() {
@@ -108,13 +122,10 @@ impl PackerArgs {
             seed_iso: m.env.as_ref().map(|_| seed_name.as_str()),
         };
         let t = template::template(&inputs);
-        for (name, text) in [
-            (format!("{base}.pkr.hcl"), t.to_hcl()?),
-            (format!("{base}.json"), t.to_json()?),
-        ] {
-            let path = out.join(&name);
-            host_util::write_atomic(&path, text.as_bytes(), 0o644)
-                .with_context(|| format!("writing {}", path.display()))?;
+        for (temp, text) in temps.iter().zip([t.to_hcl()?, t.to_json()?]) {
+            outputs.write(temp, text.as_bytes())?;
+        }
+        for path in outputs.commit()? {
             println!("{}", path.display());
         }
         Ok(())

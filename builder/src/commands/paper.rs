@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use host_util::write_atomic;
 use paper_backup::{PaperError, Scan};
 
 use crate::error::BadInput;
+use crate::output::Outputs;
 
 #[derive(Debug, Args)]
 pub struct PrintArgs {
@@ -19,18 +19,23 @@ pub struct PrintArgs {
     /// Output PDF (written mode 0600: it holds the key material).
     #[arg(short, long, value_name = "env.pdf")]
     pub output: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl PrintArgs {
     pub fn run(self) -> anyhow::Result<()> {
+        let mut outputs = Outputs::new(self.force);
+        let temp = outputs.add(&self.output, true)?;
         let data = fs::read(&self.env)
             .map_err(|e| BadInput::new(format!("{}: reading: {e}", self.env.display())))?;
         let title = title_of(&self.env, &data);
         let pdf = paper_backup::print_pdf(&data, &title, crate::epoch::source_date_epoch_or_now()?)
             .map_err(|e| paper_error(e, &self.env))
             .with_context(|| format!("printing {}", self.env.display()))?;
-        write_atomic(&self.output, &pdf, 0o600)
-            .with_context(|| format!("writing {}", self.output.display()))?;
+        outputs.write(&temp, &pdf)?;
+        outputs.commit()?;
         println!(
             "wrote {} ({} bytes): print it and keep it with the appliance's secrets",
             self.output.display(),
@@ -55,13 +60,8 @@ pub struct UnprintArgs {
 
 impl UnprintArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        if !self.force && fs::symlink_metadata(&self.output).is_ok() {
-            return Err(BadInput::new(format!(
-                "{} already exists (use --force to replace it)",
-                self.output.display()
-            ))
-            .into());
-        }
+        let mut outputs = Outputs::new(self.force);
+        let temp = outputs.add(&self.output, true)?;
         let mut images = Vec::with_capacity(self.scans.len());
         for path in &self.scans {
             let bytes =
@@ -72,8 +72,8 @@ impl UnprintArgs {
         let data = paper_backup::decode_scans(&scans)
             .map_err(|e| paper_error(e, Path::new("the scans")))
             .context("restoring from the scans")?;
-        write_atomic(&self.output, &data, 0o600)
-            .with_context(|| format!("writing {}", self.output.display()))?;
+        outputs.write(&temp, &data)?;
+        outputs.commit()?;
         println!(
             "restored {} ({} bytes, sha256 {}); compare it with the printout",
             self.output.display(),

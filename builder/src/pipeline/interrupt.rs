@@ -1,4 +1,4 @@
-//! SIGINT/SIGTERM during a build: the handler only sets a flag and passes the signal on to our
+//! SIGINT/SIGTERM during a build or any command that writes outputs (`crate::output`): the handler only sets a flag and passes the signal on to our
 //! direct children (mmdebstrap, mke2fs, qemu-img), so the running step fails, the error
 //! unwinds normally and every temporary file is removed by its guard's `Drop`. Nothing is left
 //! under a final name and the rootfs cache only ever holds complete archives.
@@ -13,9 +13,9 @@ static INSTALL: Once = Once::new();
 
 const KILL: Tool = Tool::new("kill", "procps");
 
-/// The build was interrupted by a signal.
+/// The command was interrupted by a signal.
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted: the build was stopped by a signal; temporary files were removed")]
+#[error("interrupted: stopped by a signal before any output was written; temporary files were removed")]
 pub struct Interrupted;
 
 /// Installs the handler once per process. Without it a signal kills the process outright and

@@ -6,8 +6,10 @@
 //! ```
 //!
 //! Inputs are checked before the long work starts (machine.yml, agent, units, env, images,
-//! output directory). Artifacts are staged under temporary names and renamed together at the
-//! end (`staging`); SIGINT unwinds through the same path (`interrupt`).
+//! output directory, existing artifacts). Artifacts are written privately under temporary names
+//! and renamed together at the end (`crate::output`); SIGINT unwinds through the same path
+//! (`interrupt`). With `embed_env` the disk images hold the env's secrets and are 0600, like
+//! the seed ISO.
 
 pub mod convert;
 pub mod interrupt;
@@ -28,6 +30,7 @@ use image_layout::{Seed, SystemDiskPlan, TreeSource};
 
 use crate::error::BadInput;
 use crate::machine::LoadedMachine;
+use crate::output::Outputs;
 use progress::{Mode, Stage};
 
 pub const GIT: Tool = Tool::new("git", "git");
@@ -41,6 +44,8 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Rebuild the cached base even when an entry exists.
     pub refresh_base: bool,
+    /// Replace artifacts of the same name and version in the output directory.
+    pub force: bool,
     /// JSON event lines (no spinners).
     pub json: bool,
 }
@@ -132,6 +137,40 @@ pub fn build(loaded: &LoadedMachine, opts: &Options) -> anyhow::Result<Report> {
 
     // Everything that can be wrong with the inputs is found before the long work starts.
     staging::prepare_dir(&out_dir)?;
+    let mut outputs = Outputs::new(opts.force);
+    let images_secret = m.embed_env;
+    let raw_name = format!("{base}.raw");
+    let raw = if m.outputs.raw {
+        outputs.add(&out_dir.join(&raw_name), images_secret)?
+    } else {
+        outputs.scratch(&out_dir, &raw_name)?
+    };
+    let mut converted = Vec::new();
+    for (wanted, format) in [
+        (m.outputs.qcow2, convert::Format::Qcow2),
+        (m.outputs.vmdk, convert::Format::Vmdk),
+    ] {
+        if wanted {
+            let name = format!("{base}.{}", format.extension());
+            let path = outputs.add(&out_dir.join(&name), images_secret)?;
+            converted.push((name, format, path));
+        }
+    }
+    let seed_name = format!("{base}.seed.iso");
+    let seed_temp = match &m.env {
+        // The seed holds the env's key material.
+        Some(_) => Some(outputs.add(&out_dir.join(&seed_name), true)?),
+        None => None,
+    };
+    let mut templates = Vec::new();
+    if m.outputs.packer {
+        for name in [format!("{base}.pkr.hcl"), format!("{base}.json")] {
+            let path = outputs.add(&out_dir.join(&name), false)?;
+            templates.push((name, path));
+        }
+    }
+    let manifest_name = format!("{base}.manifest.json");
+    let manifest_temp = outputs.add(&out_dir.join(&manifest_name), false)?;
     let overlay = overlay::build(m)?;
     let seed_iso = match &m.env {
         Some(env) => Some(seed::iso_for_env(env, timestamp)?),
@@ -179,9 +218,6 @@ pub fn build(loaded: &LoadedMachine, opts: &Options) -> anyhow::Result<Report> {
     );
 
     // 3-4. layout, filesystems and boot loader
-    let mut staging = staging::Staging::new(&out_dir);
-    let raw_name = format!("{base}.raw");
-    let raw = staging.add(&raw_name, m.outputs.raw)?;
     let stage = Stage::start(mode, "layout", "partitions, ext4, GRUB");
     let plan = SystemDiskPlan {
         table: m.disks.table.into(),
@@ -222,18 +258,9 @@ pub fn build(loaded: &LoadedMachine, opts: &Options) -> anyhow::Result<Report> {
     let stage = Stage::start(mode, "convert", "qcow2, vmdk");
     let raw_for_hash = raw.clone();
     let raw_hash = std::thread::spawn(move || manifest::artifact("raw", &raw_for_hash));
-    let mut converted = Vec::new();
-    for (wanted, format) in [
-        (m.outputs.qcow2, convert::Format::Qcow2),
-        (m.outputs.vmdk, convert::Format::Vmdk),
-    ] {
-        if wanted {
-            let name = format!("{base}.{}", format.extension());
-            let path = staging.add(&name, true)?;
-            convert::convert(&raw, &path, format)?;
-            interrupt::check()?;
-            converted.push((name, path));
-        }
+    for (_, format, path) in &converted {
+        convert::convert(&raw, path, *format)?;
+        interrupt::check()?;
     }
     let raw_artifact = raw_hash
         .join()
@@ -241,7 +268,7 @@ pub fn build(loaded: &LoadedMachine, opts: &Options) -> anyhow::Result<Report> {
     stage.done(
         &converted
             .iter()
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _, _)| n.as_str())
             .collect::<Vec<_>>()
             .join(", "),
         None,
@@ -255,16 +282,14 @@ pub fn build(loaded: &LoadedMachine, opts: &Options) -> anyhow::Result<Report> {
             ..raw_artifact.clone()
         });
     }
-    for (name, path) in &converted {
+    for (name, _, path) in &converted {
         artifacts.push(manifest::artifact(name, path)?);
     }
-    let seed_name = format!("{base}.seed.iso");
-    if let Some(iso) = &seed_iso {
-        // The seed holds the env's key material.
-        let path = staging.write(&seed_name, iso, 0o600)?;
-        artifacts.push(manifest::artifact(&seed_name, &path)?);
+    if let (Some(iso), Some(path)) = (&seed_iso, &seed_temp) {
+        outputs.write(path, iso)?;
+        artifacts.push(manifest::artifact(&seed_name, path)?);
     }
-    if m.outputs.packer {
+    if !templates.is_empty() {
         let inputs = template::TemplateInputs {
             machine: m,
             base: &base,
@@ -272,12 +297,9 @@ pub fn build(loaded: &LoadedMachine, opts: &Options) -> anyhow::Result<Report> {
             seed_iso: seed_iso.as_ref().map(|_| seed_name.as_str()),
         };
         let t = template::template(&inputs);
-        for (name, text) in [
-            (format!("{base}.pkr.hcl"), t.to_hcl()?),
-            (format!("{base}.json"), t.to_json()?),
-        ] {
-            let path = staging.write(&name, text.as_bytes(), 0o644)?;
-            artifacts.push(manifest::artifact(&name, &path)?);
+        for ((name, path), text) in templates.iter().zip([t.to_hcl()?, t.to_json()?]) {
+            outputs.write(path, text.as_bytes())?;
+            artifacts.push(manifest::artifact(name, path)?);
         }
     }
 
@@ -323,13 +345,11 @@ pub fn build(loaded: &LoadedMachine, opts: &Options) -> anyhow::Result<Report> {
         images,
         packages: rootfs.entry.packages.clone(),
     };
-    let manifest_name = format!("{base}.manifest.json");
     let mut json = serde_json::to_vec_pretty(&record).context("serializing the manifest")?;
     json.push(b'\n');
-    staging.write(&manifest_name, &json, 0o644)?;
-    let manifest_path = staging.final_path(&manifest_name);
-    interrupt::check()?;
-    let artifacts = staging.commit()?;
+    outputs.write(&manifest_temp, &json)?;
+    let manifest_path = out_dir.join(&manifest_name);
+    let artifacts = outputs.commit()?;
     stage.done(&manifest_name, None);
     tracing::info!(
         event = "done",
