@@ -264,20 +264,41 @@ fn sigint_stops_disk_data_and_leaves_nothing() {
         .spawn()
         .unwrap();
     // It is under way once its private temporary directory exists (the handler is installed
-    // before that) and mke2fs runs in it.
+    // before that) and mke2fs runs in it. mke2fs is stopped while the signal goes in, so it
+    // cannot finish first on a fast machine: the handler sets the flag, then forwards SIGINT
+    // to mke2fs, which shows it as pending (ShdPnd bit 2) until it is continued.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let pid = child.id().to_string();
-    let mut started = false;
-    while !started && std::time::Instant::now() < deadline {
+    let mut mke2fs = None;
+    while mke2fs.is_none() && std::time::Instant::now() < deadline {
         let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        started = !listing(dir.path()).is_empty()
-            && children
+        if !listing(dir.path()).is_empty() {
+            mke2fs = children
                 .split_whitespace()
-                .any(|c| fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "mke2fs"));
-        std::thread::sleep(std::time::Duration::from_millis(50));
+                .find(|c| fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "mke2fs"))
+                .map(str::to_string);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(started, "mke2fs did not start within 2 minutes");
-    Command::new("kill").args(["-INT", &pid]).run_checked().unwrap();
+    let mke2fs = mke2fs.expect("mke2fs did not start within 2 minutes");
+    let kill = |sig: &str, who: &str| Command::new("kill").args([sig, who]).run_checked();
+    // mke2fs may have finished between the look and the stop: then the command is past the
+    // point this test is about, and it says so rather than passing or failing by luck.
+    kill("-STOP", &mke2fs).expect("mke2fs finished before it could be stopped; rerun");
+    kill("-INT", &pid).unwrap();
+    let pending = |m: &str| {
+        fs::read_to_string(format!("/proc/{m}/status"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
+            .any(|l| {
+                u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).unwrap_or(0) & 0x2 != 0
+            })
+    };
+    while !pending(&mke2fs) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill("-CONT", &mke2fs).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
