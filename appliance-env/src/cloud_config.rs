@@ -74,8 +74,8 @@ mod tests {
         assert!(yaml.starts_with("#cloud-config\n"), "{yaml}");
         assert!(yaml.contains("ssh_authorized_keys:"), "{yaml}");
         assert!(yaml.contains("disable_root: false"), "{yaml}");
-        for absent in ["appliance", "ecs:", "ssh_deprecated_keys"] {
-            assert!(!yaml.contains(absent), "{absent} in {yaml}");
+        for absent in ["appliance:", "ecs:", "ssh_deprecated_keys:"] {
+            assert!(!yaml.lines().any(|l| l.starts_with(absent)), "{absent} in {yaml}");
         }
         env.ssh_authorized_keys.clear();
         assert!(!env.cloud_config_yaml().contains("ssh_authorized_keys"));

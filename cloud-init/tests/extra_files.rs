@@ -24,7 +24,7 @@ fn iso_carries_the_extra_file_byte_for_byte_readable_by_root_only() {
     let got = stdout_bytes(cmd(ISOINFO).args(["-x", "/user-data", "-R", "-i"]).arg(&iso));
     assert_eq!(got, seed.user_data);
     let listing = stdout(cmd(ISOINFO).args(["-l", "-R", "-i"]).arg(&iso));
-    let line = listing.lines().find(|l| l.ends_with(" env.yml")).unwrap_or_else(|| panic!("{listing}"));
+    let line = listing.lines().find(|l| l.trim_end().ends_with(" env.yml")).unwrap_or_else(|| panic!("{listing}"));
     assert!(line.starts_with("-r--------"), "{line}");
     let out = dir.path().join("extracted");
     stdout(
