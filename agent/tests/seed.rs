@@ -58,7 +58,10 @@ fn start_with_seed(a: &mut Appliance, image: &Path, expect: &str) {
     let out = a.start();
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    let line = format!("ecs-agent: step env ok: from seed {} ({expect})\n", dev.0.display());
+    let line = format!(
+        "ecs-agent: step env ok: from seed {} ({expect})\n",
+        dev.0.display()
+    );
     assert!(text.contains(&line), "`{line}` not in:\n{text}");
     assert_eq!(
         std::fs::read_to_string(a.path("run/active-env.yml")).unwrap(),

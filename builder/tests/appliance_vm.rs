@@ -287,7 +287,10 @@ fn assert_cloud_init_clean(vm: &mut Vm) {
         "recoverable_errors: {}",
         "exit=0",
     ] {
-        assert!(lines.contains(&want), "`{want}` not in cloud-init status:\n{status}");
+        assert!(
+            lines.contains(&want),
+            "`{want}` not in cloud-init status:\n{status}"
+        );
     }
     assert!(!status.contains("degraded"), "{status}");
 
@@ -296,7 +299,10 @@ fn assert_cloud_init_clean(vm: &mut Vm) {
     assert!(lines.contains(&"Valid schema user-data"), "{schema}");
     assert_eq!(lines.last(), Some(&"exit=0"), "{schema}");
     for bad in ["Invalid", "Error", "deprecat", "WARNING"] {
-        assert!(!schema.contains(bad), "`{bad}` in cloud-init schema --system:\n{schema}");
+        assert!(
+            !schema.contains(bad),
+            "`{bad}` in cloud-init schema --system:\n{schema}"
+        );
     }
 }
 

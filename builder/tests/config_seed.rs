@@ -26,7 +26,10 @@ fn schema_keys() -> BTreeSet<String> {
             keys.extend(props.keys().cloned());
         }
     }
-    assert!(keys.contains("ssh_keys") && keys.contains("disable_root"), "{keys:?}");
+    assert!(
+        keys.contains("ssh_keys") && keys.contains("disable_root"),
+        "{keys:?}"
+    );
     keys
 }
 
@@ -94,7 +97,11 @@ fn assert_clean_user_data(user_data: &[u8], env: &Path, dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert_eq!(text.trim(), format!("Valid cloud-config: {}", path.display()), "{text}");
+    assert_eq!(
+        text.trim(),
+        format!("Valid cloud-config: {}", path.display()),
+        "{text}"
+    );
 }
 
 #[test]
@@ -140,7 +147,10 @@ fn config_seed_of_an_original_env_yml_iso_and_vfat() {
         .arg("-o")
         .arg(&img));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(mcopy_extract(&img, "env.yml", &dir.path().join("fat-env.yml")), original);
+    assert_eq!(
+        mcopy_extract(&img, "env.yml", &dir.path().join("fat-env.yml")),
+        original
+    );
     assert_eq!(
         mcopy_extract(&img, "user-data", &dir.path().join("fat-user-data")),
         user_data

@@ -24,7 +24,10 @@ fn iso_carries_the_extra_file_byte_for_byte_readable_by_root_only() {
     let got = stdout_bytes(cmd(ISOINFO).args(["-x", "/user-data", "-R", "-i"]).arg(&iso));
     assert_eq!(got, seed.user_data);
     let listing = stdout(cmd(ISOINFO).args(["-l", "-R", "-i"]).arg(&iso));
-    let line = listing.lines().find(|l| l.trim_end().ends_with(" env.yml")).unwrap_or_else(|| panic!("{listing}"));
+    let line = listing
+        .lines()
+        .find(|l| l.trim_end().ends_with(" env.yml"))
+        .unwrap_or_else(|| panic!("{listing}"));
     assert!(line.starts_with("-r--------"), "{line}");
     let out = dir.path().join("extracted");
     stdout(
@@ -35,7 +38,10 @@ fn iso_carries_the_extra_file_byte_for_byte_readable_by_root_only() {
             .arg(&out),
     );
     assert_eq!(read(&out.join("env.yml")), env);
-    assert_eq!(read_iso_file(&mut Cursor::new(image), "env.yml").unwrap(), Some(env));
+    assert_eq!(
+        read_iso_file(&mut Cursor::new(image), "env.yml").unwrap(),
+        Some(env)
+    );
 }
 
 #[test]
@@ -43,7 +49,10 @@ fn fat_carries_the_extra_file_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let env = pattern(70_000, 9);
     let img = dir.path().join("seed.img");
-    write(&img, &fat_image_with(&sample(), &[("env.yml", &env)], TS, 1).unwrap());
+    write(
+        &img,
+        &fat_image_with(&sample(), &[("env.yml", &env)], TS, 1).unwrap(),
+    );
     stdout(cmd(FSCK_FAT).arg("-n").arg(&img));
     let out = dir.path().join("env.yml");
     stdout(
@@ -61,7 +70,10 @@ fn fat_carries_the_extra_file_byte_for_byte() {
 fn an_extra_file_named_like_a_nocloud_file_is_refused() {
     for name in ["user-data", "META-DATA", "network-config"] {
         let iso = iso_image_with(&sample(), &[(name, b"x")], TS).unwrap_err();
-        assert!(matches!(iso, SeedError::NameClash { second, .. } if second == name), "{iso}");
+        assert!(
+            matches!(iso, SeedError::NameClash { second, .. } if second == name),
+            "{iso}"
+        );
         let fat = fat_image_with(&sample(), &[(name, b"x")], TS, 1).unwrap_err();
         assert!(matches!(fat, SeedError::NameClash { .. }), "{fat}");
     }

@@ -16,7 +16,12 @@ use appliance_env::Env;
 use crate::error::BadInput;
 
 /// The seed image for `env` read from `env_bytes`: ISO 9660, or FAT when `vfat`.
-pub fn image(env: &Env, env_bytes: &[u8], timestamp: u64, vfat: bool) -> Result<Vec<u8>, cloud_init::SeedError> {
+pub fn image(
+    env: &Env,
+    env_bytes: &[u8],
+    timestamp: u64,
+    vfat: bool,
+) -> Result<Vec<u8>, cloud_init::SeedError> {
     let files = cloud_init::SeedFiles {
         user_data: env.cloud_config_yaml().into_bytes(),
         meta_data: cloud_init::meta_data(&appliance_env::instance_id(env_bytes), &env.appliance.domain)
@@ -25,7 +30,12 @@ pub fn image(env: &Env, env_bytes: &[u8], timestamp: u64, vfat: bool) -> Result<
     };
     let extra = [(appliance_env::SEED_ENV_FILE, env_bytes)];
     if vfat {
-        cloud_init::fat_image_with(&files, &extra, timestamp, appliance_env::seed_volume_id(env_bytes))
+        cloud_init::fat_image_with(
+            &files,
+            &extra,
+            timestamp,
+            appliance_env::seed_volume_id(env_bytes),
+        )
     } else {
         cloud_init::iso_image_with(&files, &extra, timestamp)
     }
@@ -40,5 +50,6 @@ pub fn iso_for_env(path: &Path, timestamp: u64) -> anyhow::Result<Vec<u8>> {
         tracing::warn!("{w}");
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    image(&env, &bytes, timestamp, false).with_context(|| format!("packing the seed ISO for {}", path.display()))
+    image(&env, &bytes, timestamp, false)
+        .with_context(|| format!("packing the seed ISO for {}", path.display()))
 }
