@@ -28,14 +28,14 @@ pub struct SeedFiles {
     pub network_config: Option<Vec<u8>>,
 }
 
+/// A file of the seed: its name in the root, contents and permission bits.
+type Entry<'a> = (&'static str, &'a [u8], u32);
+
 impl SeedFiles {
     /// (name in the seed, contents, permission bits) for each file present, then `extra`.
     /// user-data and the extra files often hold secrets, so Rock Ridge shows them readable by
     /// their owner (root) only.
-    fn entries<'a>(
-        &'a self,
-        extra: &[(&'static str, &'a [u8])],
-    ) -> Result<Vec<(&'static str, &'a [u8], u32)>, SeedError> {
+    fn entries<'a>(&'a self, extra: &[(&'static str, &'a [u8])]) -> Result<Vec<Entry<'a>>, SeedError> {
         let mut out = vec![
             ("user-data", self.user_data.as_slice(), 0o400),
             ("meta-data", self.meta_data.as_slice(), 0o444),
