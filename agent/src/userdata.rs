@@ -1,6 +1,10 @@
-//! Step `env`: find the user-data (a NoCloud seed device labelled cidata/CIDATA, iso9660 or
+//! Step `env`: find env.yml (on a NoCloud seed device labelled cidata/CIDATA, iso9660 or
 //! vfat, read directly with xorriso or mtools so the agent works with or without cloud-init;
 //! else /app/env.yml), validate it, and write /run/active-env.yml (0600).
+//!
+//! A seed made by ecs-build carries env.yml as its own file `env.yml` beside a user-data that
+//! holds only cloud-init's keys; the original appliance's seed has env.yml as its user-data.
+//! The agent takes `env.yml` when the seed has it, else `user-data`, and says which.
 
 use std::path::{Path, PathBuf};
 
@@ -47,8 +51,10 @@ fn label_of(dev: &Path) -> anyhow::Result<String> {
     Ok(out.map(|s| s.trim().to_string()).unwrap_or_default())
 }
 
-/// Copies `user-data` off a seed device into `out`.
-pub fn read_seed(dev: &Path, out: &Path) -> anyhow::Result<()> {
+/// Copies every file in the root of the seed on `dev` into the empty directory `dir`, and
+/// returns the name of the one holding env.yml: `env.yml` when present, else `user-data`.
+pub fn read_seed(dev: &Path, dir: &Path) -> anyhow::Result<&'static str> {
+    let context = || format!("reading the seed files from {}", dev.display());
     match fs_type(dev)?.as_str() {
         "iso9660" => {
             XORRISO
@@ -56,33 +62,43 @@ pub fn read_seed(dev: &Path, out: &Path) -> anyhow::Result<()> {
                 .args(["-osirrox", "on", "-indev"])
                 // stdio: lets xorriso read any file or block device, not only optical drives.
                 .arg(format!("stdio:{}", dev.display()))
-                .args(["-extract", "/user-data"])
-                .arg(out)
+                .args(["-extract", "/"])
+                .arg(dir)
                 .run_checked()
-                .with_context(|| format!("reading user-data from {}", dev.display()))?;
+                .with_context(context)?;
         }
         "vfat" => {
             MCOPY
                 .command()?
-                .args(["-n", "-i"])
+                .args(["-s", "-n", "-i"])
                 .arg(dev)
-                .arg("::user-data")
-                .arg(out)
+                .arg("::/")
+                .arg(dir)
                 .run_checked()
-                .with_context(|| format!("reading user-data from {}", dev.display()))?;
+                .with_context(context)?;
         }
         other => anyhow::bail!(
             "{}: seed filesystem {other:?}, expected iso9660 or vfat",
             dev.display()
         ),
     }
-    if !out.is_file() {
-        anyhow::bail!("{}: the seed has no file user-data", dev.display());
+    // Only a regular file counts: a Rock Ridge symlink named env.yml must not point us
+    // elsewhere on this system.
+    let regular = |name: &str| std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file());
+    for name in [appliance_env::SEED_ENV_FILE, "user-data"] {
+        if regular(name) {
+            return Ok(name);
+        }
     }
-    Ok(())
+    Err(ConfigError(format!(
+        "{}: the seed has neither {} nor user-data",
+        dev.display(),
+        appliance_env::SEED_ENV_FILE
+    ))
+    .into())
 }
 
-/// Where the user-data came from, and the loaded env.
+/// Where env.yml came from, and the loaded env.
 pub struct Found {
     pub source: String,
     pub env: LoadedEnv,
@@ -106,17 +122,27 @@ pub fn run(ctx: &Context) -> anyhow::Result<Found> {
         }
     }
     let work = ctx.run_dir.join("seed");
+    // The seed's files (secrets among them) pass through here: a fresh directory only root
+    // can enter, emptied again below.
+    let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700))?;
+    let files = work.join("files");
     let (source, name, path) = if let Some(dev) = candidates.first() {
-        let out = work.join("user-data");
-        let _ = std::fs::remove_file(&out);
-        read_seed(dev, &out)?;
+        std::fs::create_dir(&files).with_context(|| format!("creating {}", files.display()))?;
+        let file = read_seed(dev, &files).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&files);
+        })?;
+        let how = if file == "user-data" {
+            "user-data: an original single-file env.yml"
+        } else {
+            file
+        };
         (
-            format!("seed {}", dev.display()),
-            format!("{}:/user-data", dev.display()),
-            out,
+            format!("seed {} ({how})", dev.display()),
+            format!("{}:/{file}", dev.display()),
+            files.join(file),
         )
     } else if ctx.app_env.is_file() {
         (
@@ -132,10 +158,11 @@ pub fn run(ctx: &Context) -> anyhow::Result<Found> {
         ))
         .into());
     };
-    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()));
+    let _ = std::fs::remove_dir_all(&files);
+    let text = text?;
     let env =
         envfile::parse(&name, &String::from_utf8_lossy(&text)).map_err(|e| ConfigError(e.to_string()))?;
-    let _ = std::fs::remove_file(work.join("user-data"));
     if let Some(dir) = ctx.active_env.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -4,9 +4,10 @@
 //!
 //! - `model`: the typed sections and their defaults; `schema`: every key documented.
 //! - `Env::load` checks header, syntax, key names, types and values, with file:line:col.
-//! - `Env::to_yaml` writes the commented file; `Env::flatten` gives `APPLIANCE_*`/`ECS_*`.
+//! - `Env::to_yaml` writes the commented file; `Env::cloud_config_yaml` the seed's user-data; `Env::flatten` gives `APPLIANCE_*`/`ECS_*`.
 //! - `keygen` (feature `keygen`, builder only): fresh key material, DNS records.
 
+mod cloud_config;
 mod emit;
 mod error;
 mod flatten;
@@ -19,6 +20,7 @@ mod validate;
 #[cfg(feature = "keygen")]
 pub mod keygen;
 
+pub use cloud_config::SEED_ENV_FILE;
 pub use error::{EnvError, Location, Warning};
 pub use load::HEADER;
 pub use model::*;

@@ -268,6 +268,42 @@ fn assert_serving(vm: &mut Vm) {
     let (code, body) = get(vm, true, "/");
     assert_eq!(code, 200, "{body}");
     assert!(body.starts_with("fixture app:"), "{body}");
+    assert_cloud_init_clean(vm);
+}
+
+/// The image's own cloud-init (25.1) took the seed without a complaint: `status --long` says
+/// `done` with no errors and no recoverable errors (a schema warning would make it `degraded
+/// done`, exit 2), and `schema --system` validates the user-data it stored. Both print their
+/// exit status last, so a failure shows the whole output instead of an ssh retry.
+fn assert_cloud_init_clean(vm: &mut Vm) {
+    let status = ssh(vm, "cloud-init status --wait --long; echo \"exit=$?\"");
+    // --wait prints a dot per poll before the report.
+    let status = status.trim_start_matches('.');
+    let lines: Vec<&str> = status.lines().map(str::trim_end).collect();
+    for want in [
+        "status: done",
+        "extended_status: done",
+        "errors: []",
+        "recoverable_errors: {}",
+        "exit=0",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "`{want}` not in cloud-init status:\n{status}"
+        );
+    }
+    assert!(!status.contains("degraded"), "{status}");
+
+    let schema = ssh(vm, "cloud-init schema --system 2>&1; echo \"exit=$?\"");
+    let lines: Vec<&str> = schema.lines().map(str::trim).collect();
+    assert!(lines.contains(&"Valid schema user-data"), "{schema}");
+    assert_eq!(lines.last(), Some(&"exit=0"), "{schema}");
+    for bad in ["Invalid", "Error", "deprecat", "WARNING"] {
+        assert!(
+            !schema.contains(bad),
+            "`{bad}` in cloud-init schema --system:\n{schema}"
+        );
+    }
 }
 
 /// The rows `sql` returns, one per line (`-q`: no command tag such as `INSERT 0 1`).

@@ -72,12 +72,12 @@ fn writes_env_seed_and_pdf_privately() {
         assert!(!printed.contains(&env.ssh_keys["ed25519_private"][40..80]));
     }
 
-    // The seed carries env.yml as user-data, byte for byte.
-    let extracted = dir.path().join("user-data");
+    // The seed carries env.yml as its own file, byte for byte (user-data: tests/config_seed.rs).
+    let extracted = dir.path().join("env.yml");
     tool("xorriso", "xorriso")
         .args(["-osirrox", "on", "-indev"])
         .arg(out.join("seed.iso"))
-        .args(["-extract", "/user-data"])
+        .args(["-extract", "/env.yml"])
         .arg(&extracted)
         .run_checked()
         .unwrap();

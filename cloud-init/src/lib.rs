@@ -28,10 +28,14 @@ pub struct SeedFiles {
     pub network_config: Option<Vec<u8>>,
 }
 
+/// A file of the seed: its name in the root, contents and permission bits.
+type Entry<'a> = (&'static str, &'a [u8], u32);
+
 impl SeedFiles {
-    /// (name in the seed, contents, permission bits) for each file present. user-data often
-    /// holds secrets, so Rock Ridge shows it readable by its owner (root) only.
-    fn entries(&self) -> Vec<(&'static str, &[u8], u32)> {
+    /// (name in the seed, contents, permission bits) for each file present, then `extra`.
+    /// user-data and the extra files often hold secrets, so Rock Ridge shows them readable by
+    /// their owner (root) only.
+    fn entries<'a>(&'a self, extra: &[(&'static str, &'a [u8])]) -> Result<Vec<Entry<'a>>, SeedError> {
         let mut out = vec![
             ("user-data", self.user_data.as_slice(), 0o400),
             ("meta-data", self.meta_data.as_slice(), 0o444),
@@ -39,7 +43,18 @@ impl SeedFiles {
         if let Some(network) = &self.network_config {
             out.push(("network-config", network.as_slice(), 0o444));
         }
-        out
+        for &(name, data) in extra {
+            // FAT compares names without case; so does this check, for both formats.
+            if let Some(&(first, _, _)) = out.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(name)) {
+                return Err(SeedError::NameClash {
+                    first,
+                    second: name,
+                    iso_name: name.to_string(),
+                });
+            }
+            out.push((name, data, 0o400));
+        }
+        Ok(out)
     }
 }
 
@@ -72,7 +87,17 @@ pub enum SeedError {
 /// An ISO 9660 image (Joliet + Rock Ridge) with volume id `cidata`; byte-identical for
 /// identical inputs and `timestamp` (seconds since the epoch, e.g. SOURCE_DATE_EPOCH).
 pub fn iso_image(files: &SeedFiles, timestamp: u64) -> Result<Vec<u8>, SeedError> {
-    let entries = files.entries();
+    iso_image_with(files, &[], timestamp)
+}
+
+/// `iso_image` with `extra` files (name, contents) in the root beside NoCloud's own, which
+/// cloud-init does not read: the place for data meant for other readers of the seed.
+pub fn iso_image_with(
+    files: &SeedFiles,
+    extra: &[(&'static str, &[u8])],
+    timestamp: u64,
+) -> Result<Vec<u8>, SeedError> {
+    let entries = files.entries(extra)?;
     let iso_files: Vec<iso9660::IsoFile<'_>> = entries
         .iter()
         .map(|&(name, data, mode)| iso9660::IsoFile { name, data, mode })
@@ -84,8 +109,18 @@ pub fn iso_image(files: &SeedFiles, timestamp: u64) -> Result<Vec<u8>, SeedError
 /// (dosfstools) and `mcopy` (mtools). Byte-identical for identical inputs, `timestamp` and
 /// `volume_id` (the FAT serial number); timestamps outside FAT's 1980-2107 are clamped.
 pub fn fat_image(files: &SeedFiles, timestamp: u64, volume_id: u32) -> Result<Vec<u8>, SeedError> {
+    fat_image_with(files, &[], timestamp, volume_id)
+}
+
+/// `fat_image` with `extra` files in the root, as `iso_image_with`.
+pub fn fat_image_with(
+    files: &SeedFiles,
+    extra: &[(&'static str, &[u8])],
+    timestamp: u64,
+    volume_id: u32,
+) -> Result<Vec<u8>, SeedError> {
     let entries: Vec<(&'static str, &[u8])> = files
-        .entries()
+        .entries(extra)?
         .into_iter()
         .map(|(name, data, _)| (name, data))
         .collect();

@@ -14,6 +14,7 @@ use clap::Args;
 
 use crate::error::BadInput;
 use crate::output::Outputs;
+use crate::pipeline::seed;
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
@@ -65,16 +66,6 @@ fn bad_env(err: appliance_env::EnvError) -> anyhow::Error {
 fn warn_all(warnings: &[appliance_env::Warning]) {
     for w in warnings {
         tracing::warn!("{w}");
-    }
-}
-
-/// The NoCloud seed files for env.yml bytes.
-fn seed_files(env: &Env, env_bytes: &[u8]) -> cloud_init::SeedFiles {
-    cloud_init::SeedFiles {
-        user_data: env_bytes.to_vec(),
-        meta_data: cloud_init::meta_data(&appliance_env::instance_id(env_bytes), &env.appliance.domain)
-            .into_bytes(),
-        network_config: None,
     }
 }
 
@@ -180,7 +171,7 @@ impl NewArgs {
             "the generated env.yml does not read back as written"
         );
         let bytes = yaml.into_bytes();
-        let seed = cloud_init::iso_image(&seed_files(&env, &bytes), ts).context("writing the seed ISO")?;
+        let seed = seed::image(&env, &bytes, ts, false).context("writing the seed ISO")?;
         let pdf = paper_backup::print_pdf(&bytes, &self.domain, ts).context("printing env.pdf")?;
 
         for (temp, data) in temps.iter().zip([&bytes, &seed, &pdf]) {
@@ -249,13 +240,8 @@ impl SeedArgs {
         let (env, warnings) = Env::from_yaml_str(text, &self.env.display().to_string()).map_err(bad_env)?;
         warn_all(&warnings);
         let ts = crate::epoch::source_date_epoch_or_now()?;
-        let files = seed_files(&env, &bytes);
-        let image = if self.vfat {
-            cloud_init::fat_image(&files, ts, appliance_env::seed_volume_id(&bytes))
-        } else {
-            cloud_init::iso_image(&files, ts)
-        }
-        .map_err(|e| BadInput::new(format!("{}: {e}", self.env.display())))?;
+        let image = seed::image(&env, &bytes, ts, self.vfat)
+            .map_err(|e| BadInput::new(format!("{}: {e}", self.env.display())))?;
         outputs.write(&temp, &image)?;
         outputs.commit()?;
         println!(
