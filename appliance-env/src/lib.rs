@@ -7,18 +7,22 @@
 //! - `Env::to_yaml` writes the commented file; `Env::flatten` gives `APPLIANCE_*`/`ECS_*`.
 //! - `keygen` (feature `keygen`, builder only): fresh key material, DNS records.
 
+mod calendar;
+mod compose;
 mod emit;
 mod error;
 mod flatten;
 mod load;
 mod model;
 pub mod schema;
+mod tls;
 mod tree;
 mod validate;
 
 #[cfg(feature = "keygen")]
 pub mod keygen;
 
+pub use calendar::SYSTEMD_ANALYZE;
 pub use error::{EnvError, Location, Warning};
 pub use load::HEADER;
 pub use model::*;
