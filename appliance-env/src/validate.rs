@@ -226,7 +226,9 @@ pub(crate) fn check(env: &Env) -> Vec<Problem> {
     if e.settings.trim().is_empty() {
         out.add(p(&["ecs", "settings"]), "expected ECS's Python settings");
     }
-    out.check(p(&["ecs", "settings"]), settings_domain(&e.settings, &a.domain));
+    if domain(&a.domain).is_ok() {
+        out.check(p(&["ecs", "settings"]), settings_domain(&e.settings, &a.domain));
+    }
     out.check(p(&["ecs", "vault_encrypt"]), pgp_secret_key(&e.vault_encrypt));
     out.check(p(&["ecs", "vault_sign"]), pgp_secret_key(&e.vault_sign));
     out.0
