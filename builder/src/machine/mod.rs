@@ -591,7 +591,7 @@ mod tests {
         let mut m = Machine::default();
         m.base.extra_packages = vec!["Bad Name".into()];
         let err = m.validate("m.yml").unwrap_err().to_string();
-        assert!(err.contains("base.extra_packages"), "{err}");
+        assert!(err.contains("base.extra_packages[0]"), "{err}");
         let mut m = Machine::default();
         m.base.mirror = Some("deb.example".into());
         assert!(
@@ -600,6 +600,92 @@ mod tests {
                 .to_string()
                 .contains("base.mirror")
         );
+    }
+
+    #[test]
+    fn kernel_cmdline_with_quotes_newlines_or_grub_syntax_is_refused() {
+        for bad in [
+            "console=ttyS0 \"quiet\"",
+            "quiet'",
+            "quiet\ninit=/bin/sh",
+            "quiet\tsplash",
+            "a;b",
+            "$root",
+            "x\u{7f}",
+        ] {
+            let mut m = Machine::default();
+            m.disks.kernel_cmdline = bad.into();
+            let err = m.validate("m.yml").unwrap_err().to_string();
+            assert!(err.starts_with("m.yml: disks.kernel_cmdline: "), "{bad:?}: {err}");
+            assert!(err.contains("it goes unquoted into grub.cfg"), "{err}");
+        }
+        let mut m = Machine::default();
+        m.disks.kernel_cmdline = "console=ttyS0,115200n8 net.ifnames=0 quiet".into();
+        m.validate("m.yml").unwrap();
+    }
+
+    #[test]
+    fn mirror_must_be_one_http_or_file_url() {
+        for bad in [
+            "http://deb.debian.org/debian\ndeb http://evil/ trixie main",
+            "http://deb.debian.org/debian [trusted=yes]",
+            "http://deb.debian.org/\u{1b}debian",
+            "ftp://deb.debian.org/debian",
+            "deb.debian.org/debian",
+            "http://",
+        ] {
+            let mut m = Machine::default();
+            m.base.mirror = Some(bad.into());
+            let err = m.validate("m.yml").unwrap_err().to_string();
+            assert!(err.starts_with("m.yml: base.mirror: "), "{bad:?}: {err}");
+        }
+        for good in ["http://deb.debian.org/debian", "https://m.example/debian/", "file:///srv/mirror"] {
+            let mut m = Machine::default();
+            m.base.mirror = Some(good.into());
+            m.validate("m.yml").unwrap();
+        }
+    }
+
+    #[test]
+    fn mbr_beyond_two_tib_is_refused_at_load_as_the_layout_would() {
+        // Exactly what `disk system` refuses: 1 MiB + root + volatile past 2 TiB.
+        let text = "disks:\n  table: mbr\n  root_size: 1T\n  volatile_size: 1T\n";
+        let m = parse("m.yml", text).unwrap();
+        let err = m.validate("m.yml").unwrap_err().to_string();
+        assert!(err.starts_with("m.yml: disks: root_size 1T + volatile_size 1T on mbr: "), "{err}");
+        assert!(err.contains("at most 2T (use GPT)"), "{err}");
+        let m = parse("m.yml", &text.replace("mbr", "gpt")).unwrap();
+        m.validate("m.yml").unwrap();
+        let m = parse("m.yml", "disks:\n  table: mbr\n  root_size: 1T\n  volatile_size: 1023G\n").unwrap();
+        m.validate("m.yml").unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = "name: .hidden\nhostname: Bad_Host\nbase:\n  mirror: \"http://x/ y\"\n  extra_packages: [ok-pkg, Bad, also bad]\n\
+                    disks:\n  table: mbr\n  root_size: 2T\n  kernel_cmdline: \"quiet \\\"x\\\"\"\noutputs:\n  vagrant_box: true\n";
+        let m = parse("m.yml", text).unwrap();
+        let err = m.validate("m.yml").unwrap_err();
+        let MachineError::Several { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "hostname",
+                "base.mirror",
+                "base.extra_packages[1]",
+                "base.extra_packages[2]",
+                "disks",
+                "disks.kernel_cmdline",
+                "outputs.vagrant_box"
+            ]
+        );
+        let shown = err.to_string();
+        assert!(shown.starts_with("m.yml: 8 problems:\n  m.yml: name: "), "{shown}");
+        assert_eq!(shown.lines().count(), 9, "{shown}");
     }
 
     #[test]
