@@ -33,10 +33,7 @@ pub(crate) fn oncalendar(value: &str) -> Result<(), String> {
         ));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if stdout
-        .lines()
-        .any(|l| l.trim() == "Next elapse: never")
-    {
+    if stdout.lines().any(|l| l.trim() == "Next elapse: never") {
         return Err(format!(
             "`{value}` never elapses (systemd-analyze calendar: next elapse never); {expected}"
         ));

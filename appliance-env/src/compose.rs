@@ -113,8 +113,18 @@ pub(crate) fn check(text: &str) -> Vec<String> {
         ("x-ecs.database.service".to_string(), &def.database.service),
         ("x-ecs.hooks.service".to_string(), &def.hooks.service),
     ];
-    named.extend(def.support.iter().enumerate().map(|(i, s)| (format!("x-ecs.support[{i}]"), s)));
-    named.extend(def.app.iter().enumerate().map(|(i, s)| (format!("x-ecs.app[{i}]"), s)));
+    named.extend(
+        def.support
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("x-ecs.support[{i}]"), s)),
+    );
+    named.extend(
+        def.app
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("x-ecs.app[{i}]"), s)),
+    );
     for (key, svc) in named {
         if !services.contains_key(svc) {
             out.push(format!(

@@ -103,7 +103,10 @@ pub(crate) fn check(env: &Env) -> Vec<Problem> {
         if let Some(branch) = &git.branch {
             out.check(p(&["appliance", "git", "branch"]), git_branch(branch));
         }
-        out.check(p(&["appliance", "git", "commitid"]), commit(git.commitid.as_deref()));
+        out.check(
+            p(&["appliance", "git", "commitid"]),
+            commit(git.commitid.as_deref()),
+        );
     }
     for (i, file) in a.extra.files.iter().enumerate() {
         let at = |k: &str| {
@@ -194,7 +197,10 @@ pub(crate) fn check(env: &Env) -> Vec<Problem> {
             "expected an absolute path",
         );
     }
-    out.check(p(&["appliance", "backup", "encrypt"]), pgp_secret_key(&a.backup.encrypt));
+    out.check(
+        p(&["appliance", "backup", "encrypt"]),
+        pgp_secret_key(&a.backup.encrypt),
+    );
 
     let e = &env.ecs;
     out.check(p(&["ecs", "git", "source"]), git_url(&e.git.source));
@@ -353,11 +359,18 @@ fn git_url(url: &str) -> Result<(), String> {
 
 /// A branch name as `git check-ref-format --branch` takes it, and never option-like.
 fn git_branch(branch: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("expected a git branch name like `master` ({why}), found `{branch}`"));
+    let bad = |why: &str| {
+        Err(format!(
+            "expected a git branch name like `master` ({why}), found `{branch}`"
+        ))
+    };
     if branch.is_empty() || branch.starts_with('-') {
         return bad("not empty, no leading `-`");
     }
-    if branch.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c)) {
+    if branch
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+    {
         return bad("no spaces, control characters or any of ~^:?*[\\");
     }
     if branch.contains("..")

@@ -36,9 +36,7 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 fn indent(text: &str, by: usize) -> String {
-    text.lines()
-        .map(|l| format!("{}{l}\n", " ".repeat(by)))
-        .collect()
+    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
 }
 
 /// The fixture with ssl.key and ssl.cert set.
@@ -78,7 +76,16 @@ fn self_signed(dir: &Path, name: &str, san: Option<&str>, start: &str, end: &str
         dir.display()
     );
     std::fs::write(dir.join("ca.cnf"), conf).unwrap();
-    let mut req = vec!["req", "-new", "-key", "key.pem", "-subj", "/CN=ecs.example.org", "-out", "r.csr"];
+    let mut req = vec![
+        "req",
+        "-new",
+        "-key",
+        "key.pem",
+        "-subj",
+        "/CN=ecs.example.org",
+        "-out",
+        "r.csr",
+    ];
     let ext;
     if let Some(san) = san {
         ext = format!("subjectAltName={san}");
@@ -88,8 +95,22 @@ fn self_signed(dir: &Path, name: &str, san: Option<&str>, start: &str, end: &str
     openssl(
         dir,
         &[
-            "ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", "key.pem", "-in", "r.csr", "-out", name,
-            "-notext", "-startdate", start, "-enddate", end,
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-selfsign",
+            "-keyfile",
+            "key.pem",
+            "-in",
+            "r.csr",
+            "-out",
+            name,
+            "-notext",
+            "-startdate",
+            start,
+            "-enddate",
+            end,
         ],
     );
     read(dir, name)
@@ -101,7 +122,18 @@ const NOW_TO_2099: (&str, &str) = ("20200101000000Z", "20991231000000Z");
 fn tls_pair_made_by_openssl_passes_and_each_misfit_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(d, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "key.pem"]);
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "key.pem",
+        ],
+    );
     let key = read(d, "key.pem");
     let (from, to) = NOW_TO_2099;
     let good = self_signed(d, "good.pem", Some("DNS:ecs.example.org"), from, to);
@@ -112,7 +144,18 @@ fn tls_pair_made_by_openssl_passes_and_each_misfit_is_named() {
     load(&with_tls(&key, &wild)).unwrap();
 
     // Another key than the certificate's.
-    openssl(d, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "other.pem"]);
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "other.pem",
+        ],
+    );
     let other = read(d, "other.pem");
     let text = with_tls(&other, &good);
     let m = problem(&text, "appliance.ssl.key");
@@ -120,7 +163,10 @@ fn tls_pair_made_by_openssl_passes_and_each_misfit_is_named() {
         m.starts_with(&format!("env.yml:{}:", line_of(&text, "    key: |"))),
         "{m}"
     );
-    assert!(m.contains("is not the key of the certificate `CN=ecs.example.org`"), "{m}");
+    assert!(
+        m.contains("is not the key of the certificate `CN=ecs.example.org`"),
+        "{m}"
+    );
     // The key's PKCS#1 form is the same key.
     openssl(d, &["rsa", "-in", "key.pem", "-traditional", "-out", "pkcs1.pem"]);
     let pkcs1 = read(d, "pkcs1.pem");
@@ -128,15 +174,33 @@ fn tls_pair_made_by_openssl_passes_and_each_misfit_is_named() {
     load(&with_tls(&pkcs1, &good)).unwrap();
 
     // Expired, and not yet valid.
-    let expired = self_signed(d, "expired.pem", Some("DNS:ecs.example.org"), "20200101000000Z", "20210101000000Z");
+    let expired = self_signed(
+        d,
+        "expired.pem",
+        Some("DNS:ecs.example.org"),
+        "20200101000000Z",
+        "20210101000000Z",
+    );
     let m = problem(&with_tls(&key, &expired), "appliance.ssl.cert");
     assert!(m.contains("expired on Jan  1 00:00:00 2021"), "{m}");
-    let future = self_signed(d, "future.pem", Some("DNS:ecs.example.org"), "20980101000000Z", "20990101000000Z");
+    let future = self_signed(
+        d,
+        "future.pem",
+        Some("DNS:ecs.example.org"),
+        "20980101000000Z",
+        "20990101000000Z",
+    );
     let m = problem(&with_tls(&key, &future), "appliance.ssl.cert");
     assert!(m.contains("is valid only from"), "{m}");
 
     // Names that do not cover appliance.domain; a CN alone does not count.
-    let elsewhere = self_signed(d, "else.pem", Some("DNS:www.example.org,DNS:*.ecs.example.org"), from, to);
+    let elsewhere = self_signed(
+        d,
+        "else.pem",
+        Some("DNS:www.example.org,DNS:*.ecs.example.org"),
+        from,
+        to,
+    );
     let m = problem(&with_tls(&key, &elsewhere), "appliance.ssl.cert");
     assert!(
         m.contains("does not cover appliance.domain `ecs.example.org`: its subjectAltName names www.example.org, *.ecs.example.org"),
@@ -147,7 +211,16 @@ fn tls_pair_made_by_openssl_passes_and_each_misfit_is_named() {
     assert!(m.contains("it has no DNS names in subjectAltName"), "{m}");
 
     // All three at once: each named, and no key material in any message.
-    let text = with_tls(&other, &self_signed(d, "all.pem", Some("DNS:x.example.org"), "20200101000000Z", "20210101000000Z"));
+    let text = with_tls(
+        &other,
+        &self_signed(
+            d,
+            "all.pem",
+            Some("DNS:x.example.org"),
+            "20200101000000Z",
+            "20210101000000Z",
+        ),
+    );
     let all = problems(&text);
     assert_eq!(all.len(), 3, "{all:#?}");
     let body: Vec<&str> = other.lines().filter(|l| !l.starts_with("-----")).collect();
@@ -162,15 +235,27 @@ fn damaged_base64_is_refused_in_every_pem_and_armored_block() {
     let dkim_line = "        dGVzdCBmaXh0dXJlIHBsYWNlaG9sZGVyIGZvciBSU0EgUFJJVkFURSBLRVksIG5v\n";
     let text = ORIGINAL.replace(dkim_line, &dkim_line.replacen("dGVz", "dGV", 1));
     let m = problem(&text, "appliance.dkim.key");
-    assert!(m.contains("the base64 inside `RSA PRIVATE KEY` does not decode"), "{m}");
+    assert!(
+        m.contains("the base64 inside `RSA PRIVATE KEY` does not decode"),
+        "{m}"
+    );
     assert!(!m.contains("dGV"), "{m}");
     // The same in the three OpenPGP keys.
     let pgp_line = "dCBmaXh0dXJlIHBsYWNlaG9sZGVyIGZvciBwZ3AsIG5vdCBhIGtleS4gdGVzdCBm\n";
-    let text = ORIGINAL.replace(pgp_line, "dCBmaXh0dXJlIHBsYWNlaG9sZGVyIGZvciBwZ3AsIG5vdCBhIGtleS4gdGVzdCB\n");
+    let text = ORIGINAL.replace(
+        pgp_line,
+        "dCBmaXh0dXJlIHBsYWNlaG9sZGVyIGZvciBwZ3AsIG5vdCBhIGtleS4gdGVzdCB\n",
+    );
     let all = problems(&text);
     assert_eq!(all.len(), 3, "{all:#?}");
-    for (m, key) in all.iter().zip(["appliance.backup.encrypt", "ecs.vault_encrypt", "ecs.vault_sign"]) {
-        assert!(m.contains(&format!(": {key}: the base64 inside `PGP PRIVATE KEY BLOCK`")), "{m}");
+    for (m, key) in all
+        .iter()
+        .zip(["appliance.backup.encrypt", "ecs.vault_encrypt", "ecs.vault_sign"])
+    {
+        assert!(
+            m.contains(&format!(": {key}: the base64 inside `PGP PRIVATE KEY BLOCK`")),
+            "{m}"
+        );
     }
 }
 
@@ -190,11 +275,21 @@ fn compose_is_checked_against_the_x_ecs_definition() {
     assert!(m.contains("services: missing"), "{m}");
     let m = problem(&with("services:\n  db: {}\n"), "appliance.compose");
     assert!(m.contains("x-ecs: missing"), "{m}");
-    let text = with(&good.replace("service: web,", "service: wbe,").replace("app: [web]", "app: [web, worker]"));
+    let text = with(
+        &good
+            .replace("service: web,", "service: wbe,")
+            .replace("app: [web]", "app: [web, worker]"),
+    );
     let all = problems(&text);
     assert_eq!(all.len(), 2, "{all:#?}");
-    assert!(all[0].contains("appliance.compose: x-ecs.hooks.service: service `wbe` is not defined"), "{all:#?}");
-    assert!(all[1].contains("appliance.compose: x-ecs.app[1]: service `worker` is not defined"), "{all:#?}");
+    assert!(
+        all[0].contains("appliance.compose: x-ecs.hooks.service: service `wbe` is not defined"),
+        "{all:#?}"
+    );
+    assert!(
+        all[1].contains("appliance.compose: x-ecs.app[1]: service `worker` is not defined"),
+        "{all:#?}"
+    );
 }
 
 #[test]
@@ -205,7 +300,10 @@ fn ecs_domain_setting_must_be_appliance_domain() {
         m.contains("line 1 of the settings sets DOMAIN = 'old.example.org', but appliance.domain is `ecs.example.org`"),
         "{m}"
     );
-    let text = ORIGINAL.replace("DOMAIN = 'ecs.example.org'", "DOMAIN = \"ecs.example.org\"  # ours");
+    let text = ORIGINAL.replace(
+        "DOMAIN = 'ecs.example.org'",
+        "DOMAIN = \"ecs.example.org\"  # ours",
+    );
     load(&text).unwrap();
 }
 
@@ -222,7 +320,10 @@ fn git_sources_and_branches_that_run_commands_or_read_local_files_are_refused() 
     ] {
         let text = ORIGINAL.replace(ecs, &format!("    source: '{bad}'\n"));
         let m = problem(&text, "ecs.git.source");
-        assert!(m.contains("expected an https://, http://, ssh:// or git:// URL"), "{m}");
+        assert!(
+            m.contains("expected an https://, http://, ssh:// or git:// URL"),
+            "{m}"
+        );
     }
     for good in [
         "https://github.com/ecs-org/ecs.git",
@@ -256,10 +357,21 @@ fn dump_filename_is_a_file_name() {
         )
     };
     assert_eq!(
-        load(&with("ecs.pgdump.gz")).unwrap().ecs.recover.dump_filename.as_deref(),
+        load(&with("ecs.pgdump.gz"))
+            .unwrap()
+            .ecs
+            .recover
+            .dump_filename
+            .as_deref(),
         Some("ecs.pgdump.gz")
     );
-    for bad in ["../../etc/shadow", "/data/dump/x.pgdump", "sub/x.pgdump", "--clean", ".."] {
+    for bad in [
+        "../../etc/shadow",
+        "/data/dump/x.pgdump",
+        "sub/x.pgdump",
+        "--clean",
+        "..",
+    ] {
         let m = problem(&with(bad), "ecs.recover.dump_filename");
         assert!(m.contains("expected a file name in the dump directory"), "{m}");
     }
@@ -282,7 +394,10 @@ fn oncalendar_is_parsed_by_systemd_analyze() {
         m.starts_with(&format!("env.yml:{}:", line_of(&text, "oncalendar:"))),
         "{m}"
     );
-    assert!(m.contains("`Sunn 25:00` is not a calendar expression systemd can parse"), "{m}");
+    assert!(
+        m.contains("`Sunn 25:00` is not a calendar expression systemd can parse"),
+        "{m}"
+    );
     let m = problem(&with("2001-01-01"), "appliance.update.oncalendar");
     assert!(m.contains("never elapses"), "{m}");
     let m = problem(&with("--help"), "appliance.update.oncalendar");
@@ -293,12 +408,17 @@ fn oncalendar_is_parsed_by_systemd_analyze() {
 fn every_value_problem_of_a_file_is_reported_in_file_order() {
     let dkim_line = "        dGVzdCBmaXh0dXJlIHBsYWNlaG9sZGVyIGZvciBSU0EgUFJJVkFURSBLRVksIG5v\n";
     let text = ORIGINAL
-        .replace("  domain: ecs.example.org", "  domain: ecs.example.org")
         .replace("    branch: master\n", "    branch: '-x'\n")
-        .replace("    oncalendar: Sun *-*-* 06:30:00", "    oncalendar: 'Sunn 25:00'")
+        .replace(
+            "    oncalendar: Sun *-*-* 06:30:00",
+            "    oncalendar: 'Sunn 25:00'",
+        )
         .replace(dkim_line, &dkim_line.replacen("dGVz", "dGV", 1))
         .replace("    url: file:///volatile/ecs-backup-test/", "    url: nowhere")
-        .replace("    source: https://github.com/ecs-org/ecs.git\n", "    source: 'ext::sh'\n")
+        .replace(
+            "    source: https://github.com/ecs-org/ecs.git\n",
+            "    source: 'ext::sh'\n",
+        )
         .replace("DOMAIN = 'ecs.example.org'", "DOMAIN = 'old.example.org'")
         .replace("  database: ecs\n", "  database: ECS\n");
     let err = load(&text).unwrap_err();

@@ -86,10 +86,19 @@ fn every_mistake_of_a_file_is_reported_at_once() {
     let original = std::fs::read_to_string(original_fixture()).unwrap();
     let dkim_line = "        dGVzdCBmaXh0dXJlIHBsYWNlaG9sZGVyIGZvciBSU0EgUFJJVkFURSBLRVksIG5v\n";
     let text = original
-        .replace("    oncalendar: Sun *-*-* 06:30:00", "    oncalendar: 'Sunn 25:00'")
+        .replace(
+            "    oncalendar: Sun *-*-* 06:30:00",
+            "    oncalendar: 'Sunn 25:00'",
+        )
         .replace(dkim_line, &dkim_line.replacen("dGVz", "dGV", 1))
-        .replace("    source: https://github.com/ecs-org/ecs.git\n", "    source: '--upload-pack=touch /tmp/x'\n")
-        .replace("  userswitcher:\n", "  recover:\n    dump_filename: ../../etc/shadow\n  userswitcher:\n")
+        .replace(
+            "    source: https://github.com/ecs-org/ecs.git\n",
+            "    source: '--upload-pack=touch /tmp/x'\n",
+        )
+        .replace(
+            "  userswitcher:\n",
+            "  recover:\n    dump_filename: ../../etc/shadow\n  userswitcher:\n",
+        )
         .replace("DOMAIN = 'ecs.example.org'", "DOMAIN = 'old.example.org'");
     let r = check(&text);
     assert_eq!(r.code, 2, "{}", r.stderr);

@@ -113,10 +113,17 @@ fn every_machine_yml_problem_is_reported_before_any_work() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("machine.yml: 3 problems:"), "{err}");
-    for key in ["base.mirror: ", "disks: root_size 1T + volatile_size 1T on mbr: ", "disks.kernel_cmdline: "] {
+    for key in [
+        "base.mirror: ",
+        "disks: root_size 1T + volatile_size 1T on mbr: ",
+        "disks.kernel_cmdline: ",
+    ] {
         assert!(err.contains(&format!("machine.yml: {key}")), "{key}: {err}");
     }
-    assert!(!dir.path().join("out").exists(), "nothing may be created for bad input");
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing may be created for bad input"
+    );
 }
 
 #[test]

@@ -39,9 +39,7 @@ pub fn load_machine(path: &std::path::Path) -> anyhow::Result<LoadedMachine> {
         MachineError::Read { .. }
         | MachineError::Parse { .. }
         | MachineError::Invalid { .. }
-        | MachineError::Several { .. } => {
-            anyhow::Error::new(BadInput::new(e.to_string()))
-        }
+        | MachineError::Several { .. } => anyhow::Error::new(BadInput::new(e.to_string())),
     })
 }
 

@@ -398,7 +398,10 @@ impl Machine {
         ] {
             for (i, p) in list.iter().enumerate() {
                 if !valid_package(p) {
-                    bad(&format!("{key}[{i}]"), format!("{p:?} is not a Debian package name"));
+                    bad(
+                        &format!("{key}[{i}]"),
+                        format!("{p:?} is not a Debian package name"),
+                    );
                 }
             }
         }
@@ -482,10 +485,7 @@ impl Machine {
         if let Some(units) = &self.agent.units
             && !units.is_dir()
         {
-            bad(
-                "agent.units",
-                format!("{}: no such directory", units.display()),
-            );
+            bad("agent.units", format!("{}: no such directory", units.display()));
         }
         let path = file.to_string();
         match problems.len() {
@@ -639,7 +639,11 @@ mod tests {
             let err = m.validate("m.yml").unwrap_err().to_string();
             assert!(err.starts_with("m.yml: base.mirror: "), "{bad:?}: {err}");
         }
-        for good in ["http://deb.debian.org/debian", "https://m.example/debian/", "file:///srv/mirror"] {
+        for good in [
+            "http://deb.debian.org/debian",
+            "https://m.example/debian/",
+            "file:///srv/mirror",
+        ] {
             let mut m = Machine::default();
             m.base.mirror = Some(good.into());
             m.validate("m.yml").unwrap();
@@ -652,11 +656,18 @@ mod tests {
         let text = "disks:\n  table: mbr\n  root_size: 1T\n  volatile_size: 1T\n";
         let m = parse("m.yml", text).unwrap();
         let err = m.validate("m.yml").unwrap_err().to_string();
-        assert!(err.starts_with("m.yml: disks: root_size 1T + volatile_size 1T on mbr: "), "{err}");
+        assert!(
+            err.starts_with("m.yml: disks: root_size 1T + volatile_size 1T on mbr: "),
+            "{err}"
+        );
         assert!(err.contains("at most 2T (use GPT)"), "{err}");
         let m = parse("m.yml", &text.replace("mbr", "gpt")).unwrap();
         m.validate("m.yml").unwrap();
-        let m = parse("m.yml", "disks:\n  table: mbr\n  root_size: 1T\n  volatile_size: 1023G\n").unwrap();
+        let m = parse(
+            "m.yml",
+            "disks:\n  table: mbr\n  root_size: 1T\n  volatile_size: 1023G\n",
+        )
+        .unwrap();
         m.validate("m.yml").unwrap();
     }
 
@@ -684,7 +695,10 @@ mod tests {
             ]
         );
         let shown = err.to_string();
-        assert!(shown.starts_with("m.yml: 8 problems:\n  m.yml: name: "), "{shown}");
+        assert!(
+            shown.starts_with("m.yml: 8 problems:\n  m.yml: name: "),
+            "{shown}"
+        );
         assert_eq!(shown.lines().count(), 9, "{shown}");
     }
 
