@@ -329,16 +329,20 @@ fn authorized_key(line: &str) -> Result<(), String> {
 /// `ssh://`, `git://` or scp-like `user@host:path`. Option-like values (`--upload-pack=...`) and
 /// the `ext::`/`fd::` remote helpers and local (`file://`, path) transports are refused.
 fn git_url(url: &str) -> Result<(), String> {
+    // The URL may carry a token (https://user:token@host/...): messages never show it.
     let expected = "expected an https://, http://, ssh:// or git:// URL or user@host:path";
     if url.starts_with('-') {
-        return Err(format!("`{url}` looks like a git option; {expected}"));
+        return Err(format!(
+            "starts with `-`, which git takes for an option; {expected}"
+        ));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("expected no spaces or control characters; {expected}"));
+        return Err(format!("contains spaces or control characters; {expected}"));
     }
-    if url.contains("::") {
+    if let Some((transport, _)) = url.split_once("::") {
+        let transport: String = transport.chars().take(16).collect();
         return Err(format!(
-            "`{url}` names a git remote helper (`<transport>::`), which can run commands; {expected}"
+            "names the git remote helper `{transport}::`, which can run commands or read local files; {expected}"
         ));
     }
     let scheme_ok = ["https://", "http://", "ssh://", "git://"]
@@ -351,9 +355,13 @@ fn git_url(url: &str) -> Result<(), String> {
         None => false,
     };
     if scheme_ok || scp_like {
-        Ok(())
-    } else {
-        Err(format!("{expected}, found `{url}`"))
+        return Ok(());
+    }
+    match url.split_once("://") {
+        Some((scheme, _)) if scheme.len() <= 16 => {
+            Err(format!("the `{scheme}://` transport is not allowed; {expected}"))
+        }
+        _ => Err(format!("a local path or unknown form; {expected}")),
     }
 }
 

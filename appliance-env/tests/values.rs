@@ -325,6 +325,14 @@ fn git_sources_and_branches_that_run_commands_or_read_local_files_are_refused() 
             "{m}"
         );
     }
+    // A token in a refused URL is not shown.
+    let text = ORIGINAL.replace(
+        ecs,
+        "    source: 'ftp://ops:s3cr3t-token@git.example.org/ecs.git'\n",
+    );
+    let m = problem(&text, "ecs.git.source");
+    assert!(m.contains("the `ftp://` transport is not allowed"), "{m}");
+    assert!(!m.contains("s3cr3t"), "{m}");
     for good in [
         "https://github.com/ecs-org/ecs.git",
         "ssh://git@example.org/ecs.git",
