@@ -58,6 +58,9 @@ pub enum EnvError {
         key: String,
         message: String,
     },
+    /// More than one `Invalid` value, in file order: `config check` reports every one at once.
+    #[error("{} problems:{}", .0.len(), .0.iter().map(|e| format!("\n  {e}")).collect::<String>())]
+    Several(Vec<EnvError>),
 }
 
 impl EnvError {
@@ -66,6 +69,14 @@ impl EnvError {
         match self {
             EnvError::Invalid { key, .. } => Some(key),
             _ => None,
+        }
+    }
+
+    /// Every problem this error reports: the list of `Several`, else the error itself.
+    pub fn problems(&self) -> Vec<&EnvError> {
+        match self {
+            EnvError::Several(list) => list.iter().collect(),
+            other => vec![other],
         }
     }
 }

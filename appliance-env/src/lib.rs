@@ -7,13 +7,16 @@
 //! - `Env::to_yaml` writes the commented file; `Env::cloud_config_yaml` the seed's user-data; `Env::flatten` gives `APPLIANCE_*`/`ECS_*`.
 //! - `keygen` (feature `keygen`, builder only): fresh key material, DNS records.
 
+mod calendar;
 mod cloud_config;
+mod compose;
 mod emit;
 mod error;
 mod flatten;
 mod load;
 mod model;
 pub mod schema;
+mod tls;
 mod tree;
 mod validate;
 
@@ -21,6 +24,7 @@ mod validate;
 pub mod keygen;
 
 pub use cloud_config::SEED_ENV_FILE;
+pub use calendar::SYSTEMD_ANALYZE;
 pub use error::{EnvError, Location, Warning};
 pub use load::HEADER;
 pub use model::*;

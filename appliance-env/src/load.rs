@@ -354,18 +354,30 @@ fn friendly(message: &str) -> String {
     }
 }
 
+/// Every value problem, in file order: one is `Invalid`, more are `Several`.
 fn check_values(env: &Env, file: &str, doc: Option<&Node>) -> Result<(), EnvError> {
-    validate::check(env).map_err(|(path, message)| {
-        let pos = match doc {
-            Some(d) if d.contains(&path) => d.locate(&path),
-            _ => Pos::default(),
-        };
-        EnvError::Invalid {
-            at: at(file, pos),
-            key: tree::path_string(&path),
-            message,
-        }
-    })
+    let mut errors: Vec<(Pos, EnvError)> = validate::check(env)
+        .into_iter()
+        .map(|(path, message)| {
+            let pos = match doc {
+                Some(d) if d.contains(&path) => d.locate(&path),
+                _ => Pos::default(),
+            };
+            let error = EnvError::Invalid {
+                at: at(file, pos),
+                key: tree::path_string(&path),
+                message,
+            };
+            (pos, error)
+        })
+        .collect();
+    errors.sort_by_key(|(pos, _)| (pos.line == 0, pos.line, pos.column));
+    let mut errors: Vec<EnvError> = errors.into_iter().map(|(_, e)| e).collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(EnvError::Several(errors)),
+    }
 }
 
 /// Deep merge: mappings key by key; anything else replaces.

@@ -1,73 +1,112 @@
-//! Value checks that types alone cannot express: domain syntax, PEM and OpenPGP armor blocks,
-//! paths, URLs. Each failure names the key path and what was expected.
+//! Value checks that types alone cannot express: domain syntax, PEM and OpenPGP armor blocks
+//! (their base64 decoded), the TLS pair, the compose file, git URLs, file names, calendar
+//! expressions. Every problem is collected, so `config check` names them all at once; each names
+//! the key path and what was expected, never a secret value.
 
 use crate::model::Env;
 use crate::tree::Seg;
+use crate::{calendar, compose, tls};
 
-type Problem = (Vec<Seg>, String);
+pub(crate) type Problem = (Vec<Seg>, String);
 
 fn p(path: &[&str]) -> Vec<Seg> {
     path.iter().map(|s| Seg::Key((*s).to_string())).collect()
 }
 
-fn fail<T>(path: Vec<Seg>, message: impl Into<String>) -> Result<T, Problem> {
-    Err((path, message.into()))
+fn at(path: &[&str], i: usize) -> Vec<Seg> {
+    let mut v = p(path);
+    v.push(Seg::Index(i));
+    v
 }
 
-/// The first problem found, in file order.
-pub(crate) fn check(env: &Env) -> Result<(), Problem> {
-    for (i, key) in env.ssh_authorized_keys.iter().enumerate() {
-        if let Err(m) = authorized_key(key) {
-            let mut path = p(&["ssh_authorized_keys"]);
-            path.push(Seg::Index(i));
-            return fail(path, m);
+/// The problems found so far.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+        self.0.push((path, message.into()));
+    }
+
+    fn check(&mut self, path: Vec<Seg>, result: Result<(), String>) {
+        if let Err(m) = result {
+            self.add(path, m);
         }
+    }
+}
+
+/// Every problem found; empty when the values are good.
+pub(crate) fn check(env: &Env) -> Vec<Problem> {
+    let mut out = Problems::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for (i, key) in env.ssh_authorized_keys.iter().enumerate() {
+        out.check(at(&["ssh_authorized_keys"], i), authorized_key(key));
     }
     for (name, value) in &env.ssh_keys {
         let path = p(&["ssh_keys", name]);
         if name.ends_with("_private") {
-            pem(
-                value,
-                &[
-                    "OPENSSH PRIVATE KEY",
-                    "RSA PRIVATE KEY",
-                    "EC PRIVATE KEY",
-                    "PRIVATE KEY",
-                ],
-            )
-            .or_else(|m| fail(path.clone(), m))?;
-        } else if let Err(m) = authorized_key(value) {
-            return fail(path, m);
+            let labels = [
+                "OPENSSH PRIVATE KEY",
+                "RSA PRIVATE KEY",
+                "EC PRIVATE KEY",
+                "PRIVATE KEY",
+            ];
+            out.check(path, pem(value, &labels).map(drop));
+        } else {
+            out.check(path, authorized_key(value));
         }
     }
     let a = &env.appliance;
-    domain(&a.domain).or_else(|m| fail(p(&["appliance", "domain"]), m))?;
+    out.check(p(&["appliance", "domain"]), domain(&a.domain));
     match (&a.ssl.key, &a.ssl.cert) {
-        (Some(_), None) => {
-            return fail(
-                p(&["appliance", "ssl", "cert"]),
-                "missing; ssl.key needs ssl.cert",
-            );
-        }
-        (None, Some(_)) => return fail(p(&["appliance", "ssl", "key"]), "missing; ssl.cert needs ssl.key"),
+        (Some(_), None) => out.add(
+            p(&["appliance", "ssl", "cert"]),
+            "missing; ssl.key needs ssl.cert",
+        ),
+        (None, Some(_)) => out.add(p(&["appliance", "ssl", "key"]), "missing; ssl.cert needs ssl.key"),
         (Some(key), Some(cert)) => {
-            pem(key, PRIVATE).or_else(|m| fail(p(&["appliance", "ssl", "key"]), m))?;
-            pem(cert, &["CERTIFICATE"]).or_else(|m| fail(p(&["appliance", "ssl", "cert"]), m))?;
+            let key_path = p(&["appliance", "ssl", "key"]);
+            let cert_path = p(&["appliance", "ssl", "cert"]);
+            let key = pem(key, PRIVATE).map_err(|m| out.add(key_path.clone(), m));
+            let cert = pem(cert, &["CERTIFICATE"]).map_err(|m| out.add(cert_path.clone(), m));
+            if let (Ok(key), Ok(cert)) = (key, cert) {
+                let domain = domain(&a.domain).is_ok().then_some(a.domain.as_str());
+                let (k, c) = tls::check_pair(&key, &cert, domain, now);
+                k.into_iter().for_each(|m| out.add(key_path.clone(), m));
+                c.into_iter().for_each(|m| out.add(cert_path.clone(), m));
+            }
         }
         (None, None) => {}
     }
     if let Some(ca) = &a.ssl.client_ca {
-        pem(&ca.cert, &["CERTIFICATE"])
-            .or_else(|m| fail(p(&["appliance", "ssl", "client_ca", "cert"]), m))?;
-        pem(&ca.key, PRIVATE).or_else(|m| fail(p(&["appliance", "ssl", "client_ca", "key"]), m))?;
+        let key_path = p(&["appliance", "ssl", "client_ca", "key"]);
+        let cert_path = p(&["appliance", "ssl", "client_ca", "cert"]);
+        let cert = pem(&ca.cert, &["CERTIFICATE"]).map_err(|m| out.add(cert_path.clone(), m));
+        let key = pem(&ca.key, PRIVATE).map_err(|m| out.add(key_path.clone(), m));
+        if let (Ok(key), Ok(cert)) = (key, cert) {
+            let (k, c) = tls::check_pair(&key, &cert, None, now);
+            k.into_iter().for_each(|m| out.add(key_path.clone(), m));
+            c.into_iter().for_each(|m| out.add(cert_path.clone(), m));
+        }
     }
     if let Some(sentry) = &a.sentry
         && !(sentry.dsn.starts_with("https://") || sentry.dsn.starts_with("http://"))
     {
-        return fail(p(&["appliance", "sentry", "dsn"]), "expected an http(s):// URL");
+        out.add(p(&["appliance", "sentry", "dsn"]), "expected an http(s):// URL");
     }
     if let Some(git) = &a.git {
-        commit(git.commitid.as_deref()).or_else(|m| fail(p(&["appliance", "git", "commitid"]), m))?;
+        if let Some(source) = &git.source {
+            out.check(p(&["appliance", "git", "source"]), git_url(source));
+        }
+        if let Some(branch) = &git.branch {
+            out.check(p(&["appliance", "git", "branch"]), git_branch(branch));
+        }
+        out.check(
+            p(&["appliance", "git", "commitid"]),
+            commit(git.commitid.as_deref()),
+        );
     }
     for (i, file) in a.extra.files.iter().enumerate() {
         let at = |k: &str| {
@@ -77,7 +116,7 @@ pub(crate) fn check(env: &Env) -> Result<(), Problem> {
             path
         };
         if !file.path.starts_with('/') || file.path.split('/').any(|c| c == "..") {
-            return fail(
+            out.add(
                 at("path"),
                 format!("expected an absolute path without `..`, found `{}`", file.path),
             );
@@ -85,7 +124,7 @@ pub(crate) fn check(env: &Env) -> Result<(), Problem> {
         if let Some(mode) = &file.permissions {
             let digits = mode.strip_prefix('0').unwrap_or(mode);
             if !(3..=4).contains(&digits.len()) || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                return fail(
+                out.add(
                     at("permissions"),
                     format!("expected an octal mode like '0644', found `{mode}`"),
                 );
@@ -102,7 +141,7 @@ pub(crate) fn check(env: &Env) -> Result<(), Problem> {
                 None => ok(owner),
             };
             if !valid {
-                return fail(
+                out.add(
                     at("owner"),
                     format!("expected user or user:group, found `{owner}`"),
                 );
@@ -117,50 +156,56 @@ pub(crate) fn check(env: &Env) -> Result<(), Problem> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
         if !valid {
-            let mut path = p(&["appliance", "extra", "packages"]);
-            path.push(Seg::Index(i));
-            return fail(
-                path,
+            out.add(
+                at(&["appliance", "extra", "packages"], i),
                 format!("expected a Debian package name (optionally name=version), found `{pkg}`"),
             );
         }
     }
-    if a.update.oncalendar.trim().is_empty() {
-        return fail(
-            p(&["appliance", "update", "oncalendar"]),
-            "expected a systemd OnCalendar= expression",
-        );
+    out.check(
+        p(&["appliance", "update", "oncalendar"]),
+        calendar::oncalendar(&a.update.oncalendar),
+    );
+    if let Some(text) = &a.compose {
+        for m in compose::check(text) {
+            out.add(p(&["appliance", "compose"]), m);
+        }
     }
-    pem(&a.dkim.key, &["RSA PRIVATE KEY", "PRIVATE KEY"])
-        .or_else(|m| fail(p(&["appliance", "dkim", "key"]), m))?;
+    out.check(
+        p(&["appliance", "dkim", "key"]),
+        pem(&a.dkim.key, &["RSA PRIVATE KEY", "PRIVATE KEY"]).map(drop),
+    );
     match a.backup.url.split_once("://") {
         Some((scheme, _))
             if !scheme.is_empty()
                 && scheme
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"+-".contains(&b)) => {}
-        _ => {
-            return fail(
-                p(&["appliance", "backup", "url"]),
-                format!(
-                    "expected a duplicity URL like sftp://host/path or file:///path, found `{}`",
-                    a.backup.url
-                ),
-            );
-        }
+        _ => out.add(
+            p(&["appliance", "backup", "url"]),
+            format!(
+                "expected a duplicity URL like sftp://host/path or file:///path, found `{}`",
+                a.backup.url
+            ),
+        ),
     }
     if let Some(mount) = &a.backup.mount
         && !mount.target.starts_with('/')
     {
-        return fail(
+        out.add(
             p(&["appliance", "backup", "mount", "target"]),
             "expected an absolute path",
         );
     }
-    pgp_secret_key(&a.backup.encrypt).or_else(|m| fail(p(&["appliance", "backup", "encrypt"]), m))?;
+    out.check(
+        p(&["appliance", "backup", "encrypt"]),
+        pgp_secret_key(&a.backup.encrypt),
+    );
 
     let e = &env.ecs;
-    commit(e.git.commitid.as_deref()).or_else(|m| fail(p(&["ecs", "git", "commitid"]), m))?;
+    out.check(p(&["ecs", "git", "source"]), git_url(&e.git.source));
+    out.check(p(&["ecs", "git", "branch"]), git_branch(&e.git.branch));
+    out.check(p(&["ecs", "git", "commitid"]), commit(e.git.commitid.as_deref()));
     let db_ok = e
         .database
         .starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
@@ -168,25 +213,31 @@ pub(crate) fn check(env: &Env) -> Result<(), Problem> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !db_ok {
-        return fail(
+        out.add(
             p(&["ecs", "database"]),
             "expected a lowercase PostgreSQL identifier like `ecs`",
         );
     }
+    if let Some(name) = &e.recover.dump_filename {
+        out.check(p(&["ecs", "recover", "dump_filename"]), file_name(name));
+    }
     if let Some(user) = &e.first_user {
-        email(&user.email).or_else(|m| fail(p(&["ecs", "first_user", "email"]), m))?;
+        out.check(p(&["ecs", "first_user", "email"]), email(&user.email));
         for (key, value) in [("first_name", &user.first_name), ("last_name", &user.last_name)] {
             if value.trim().is_empty() {
-                return fail(p(&["ecs", "first_user", key]), "expected a name");
+                out.add(p(&["ecs", "first_user", key]), "expected a name");
             }
         }
     }
     if e.settings.trim().is_empty() {
-        return fail(p(&["ecs", "settings"]), "expected ECS's Python settings");
+        out.add(p(&["ecs", "settings"]), "expected ECS's Python settings");
     }
-    pgp_secret_key(&e.vault_encrypt).or_else(|m| fail(p(&["ecs", "vault_encrypt"]), m))?;
-    pgp_secret_key(&e.vault_sign).or_else(|m| fail(p(&["ecs", "vault_sign"]), m))?;
-    Ok(())
+    if domain(&a.domain).is_ok() {
+        out.check(p(&["ecs", "settings"]), settings_domain(&e.settings, &a.domain));
+    }
+    out.check(p(&["ecs", "vault_encrypt"]), pgp_secret_key(&e.vault_encrypt));
+    out.check(p(&["ecs", "vault_sign"]), pgp_secret_key(&e.vault_sign));
+    out.0
 }
 
 const PRIVATE: &[&str] = &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
@@ -274,8 +325,121 @@ fn authorized_key(line: &str) -> Result<(), String> {
     }
 }
 
-/// One or more PEM blocks, the first with one of `labels`.
-fn pem(text: &str, labels: &[&str]) -> Result<(), String> {
+/// A git repository URL git may fetch from without running anything: `https://`, `http://`,
+/// `ssh://`, `git://` or scp-like `user@host:path`. Option-like values (`--upload-pack=...`) and
+/// the `ext::`/`fd::` remote helpers and local (`file://`, path) transports are refused.
+fn git_url(url: &str) -> Result<(), String> {
+    // The URL may carry a token (https://user:token@host/...): messages never show it.
+    let expected = "expected an https://, http://, ssh:// or git:// URL or user@host:path";
+    if url.starts_with('-') {
+        return Err(format!(
+            "starts with `-`, which git takes for an option; {expected}"
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("contains spaces or control characters; {expected}"));
+    }
+    if let Some((transport, _)) = url.split_once("::") {
+        let transport: String = transport.chars().take(16).collect();
+        return Err(format!(
+            "names the git remote helper `{transport}::`, which can run commands or read local files; {expected}"
+        ));
+    }
+    let scheme_ok = ["https://", "http://", "ssh://", "git://"]
+        .iter()
+        .any(|s| url.len() > s.len() && url.starts_with(s));
+    let scp_like = match url.split_once(':') {
+        Some((host, path)) => {
+            !host.is_empty() && !host.contains('/') && !path.is_empty() && !path.starts_with("//")
+        }
+        None => false,
+    };
+    if scheme_ok || scp_like {
+        return Ok(());
+    }
+    match url.split_once("://") {
+        Some((scheme, _)) if scheme.len() <= 16 => {
+            Err(format!("the `{scheme}://` transport is not allowed; {expected}"))
+        }
+        _ => Err(format!("a local path or unknown form; {expected}")),
+    }
+}
+
+/// A branch name as `git check-ref-format --branch` takes it, and never option-like.
+fn git_branch(branch: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "expected a git branch name like `master` ({why}), found `{branch}`"
+        ))
+    };
+    if branch.is_empty() || branch.starts_with('-') {
+        return bad("not empty, no leading `-`");
+    }
+    if branch
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+    {
+        return bad("no spaces, control characters or any of ~^:?*[\\");
+    }
+    if branch.contains("..")
+        || branch.contains("@{")
+        || branch.starts_with('/')
+        || branch.ends_with('/')
+        || branch.ends_with('.')
+        || branch.ends_with(".lock")
+        || branch.contains("//")
+        || branch.split('/').any(|c| c.starts_with('.'))
+    {
+        return bad("no `..`, `@{`, empty or dot-leading components, no `.lock` ending");
+    }
+    Ok(())
+}
+
+/// A file name in the dump directory: no directory part, nothing `pg_restore` takes for an option.
+fn file_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.starts_with('-')
+        || name.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "expected a file name in the dump directory like `ecs.pgdump.gz` (no `/`, `..` or leading `-`), found `{}`",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// ECS's own `DOMAIN = '...'` in ecs.settings must be appliance.domain: ECS builds its URLs and
+/// ALLOWED_HOSTS from it, and answers 400 to any other host.
+fn settings_domain(settings: &str, domain: &str) -> Result<(), String> {
+    for (i, line) in settings.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("DOMAIN") else {
+            continue;
+        };
+        let Some(value) = rest.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        let value = value.split('#').next().unwrap_or("").trim();
+        let quoted = ['\'', '"']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
+        if let Some(found) = quoted
+            && found != domain
+        {
+            return Err(format!(
+                "line {} of the settings sets DOMAIN = '{found}', but appliance.domain is `{domain}`; expected the same domain",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One or more PEM blocks, the first with one of `labels`; returns every block decoded.
+fn pem(text: &str, labels: &[&str]) -> Result<Vec<Block>, String> {
     let expected = || format!("expected a PEM block `-----BEGIN {}-----`", labels[0]);
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).peekable();
     let first = lines.peek().copied().ok_or_else(expected)?;
@@ -296,14 +460,23 @@ fn pgp_secret_key(text: &str) -> Result<(), String> {
             "expected an ASCII-armored OpenPGP secret key `-----BEGIN PGP PRIVATE KEY BLOCK-----`".into(),
         );
     }
-    armored_blocks(text, true)
+    armored_blocks(text, true).map(drop)
 }
 
-/// Every BEGIN has a matching END and base64 lines between them (armor headers and the
-/// OpenPGP checksum line allowed when `pgp`).
-fn armored_blocks(text: &str, pgp: bool) -> Result<(), String> {
+/// A PEM or armor block: its label and decoded contents.
+pub(crate) struct Block {
+    pub label: String,
+    pub der: Vec<u8>,
+}
+
+/// Every BEGIN has a matching END and base64 lines between them that decode (armor headers and
+/// the OpenPGP checksum line allowed when `pgp`). Messages never show the contents.
+fn armored_blocks(text: &str, pgp: bool) -> Result<Vec<Block>, String> {
+    use base64::Engine;
+    let mut blocks = Vec::new();
     let mut open: Option<&str> = None;
     let mut in_headers = false;
+    let mut body = String::new();
     for line in text.lines().map(str::trim) {
         if let Some(label) = line
             .strip_prefix("-----BEGIN ")
@@ -314,6 +487,7 @@ fn armored_blocks(text: &str, pgp: bool) -> Result<(), String> {
             }
             open = Some(label);
             in_headers = true;
+            body.clear();
             continue;
         }
         if let Some(label) = line
@@ -321,7 +495,23 @@ fn armored_blocks(text: &str, pgp: bool) -> Result<(), String> {
             .and_then(|l| l.strip_suffix("-----"))
         {
             match open.take() {
-                Some(l) if l == label => continue,
+                Some(l) if l == label => {
+                    let der = base64::engine::general_purpose::STANDARD
+                        .decode(&body)
+                        .map_err(|_| {
+                            format!(
+                                "the base64 inside `{l}` does not decode: a character is missing, extra or changed (the block is damaged)"
+                            )
+                        })?;
+                    if der.is_empty() {
+                        return Err(format!("expected base64 contents inside `{l}`, found none"));
+                    }
+                    blocks.push(Block {
+                        label: l.to_string(),
+                        der,
+                    });
+                    continue;
+                }
                 Some(l) => return Err(format!("expected `-----END {l}-----`, found `{line}`")),
                 None => return Err(format!("`{line}` without a BEGIN line")),
             }
@@ -340,21 +530,21 @@ fn armored_blocks(text: &str, pgp: bool) -> Result<(), String> {
             continue;
         }
         in_headers = false;
-        let body = if pgp {
-            line.strip_prefix('=').unwrap_or(line)
-        } else {
-            line
-        };
-        if !body
+        // The OpenPGP armor's checksum line (`=` and 4 base64 characters) is not data.
+        if pgp && line.starts_with('=') {
+            continue;
+        }
+        if !line
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
         {
             return Err(format!("expected base64 lines inside `{label}`"));
         }
+        body.push_str(line);
     }
     match open {
         Some(label) => Err(format!("expected `-----END {label}-----` (the block is cut off)")),
-        None => Ok(()),
+        None => Ok(blocks),
     }
 }
 

@@ -279,7 +279,7 @@ fn docs_name_every_key() {
 fn schema_covers_the_model() {
     let text = ORIGINAL.replace(
         "  userswitcher:\n    enabled: false\n",
-        "  userswitcher:\n    enabled: false\n    parameter: x\n  recover:\n    from_backup: true\n    from_dump: true\n    dump_filename: /data/x.pgdump\n  first_user:\n    email: a@example.org\n    first_name: A\n    last_name: B\n    gender: m\n",
+        "  userswitcher:\n    enabled: false\n    parameter: x\n  recover:\n    from_backup: true\n    from_dump: true\n    dump_filename: x.pgdump\n  first_user:\n    email: a@example.org\n    first_name: A\n    last_name: B\n    gender: m\n",
     );
     let (env, _) = load(&text).unwrap();
     let mut value = serde_json::to_value(&env).unwrap();

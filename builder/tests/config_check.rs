@@ -80,6 +80,63 @@ fn mistakes_name_file_line_and_key() {
     assert_bad_input(&r, "reading /nonexistent/env.yml");
 }
 
+/// Every value problem is printed, one per line under the count, each with line and key.
+#[test]
+fn every_mistake_of_a_file_is_reported_at_once() {
+    let original = std::fs::read_to_string(original_fixture()).unwrap();
+    let dkim_line = "        dGVzdCBmaXh0dXJlIHBsYWNlaG9sZGVyIGZvciBSU0EgUFJJVkFURSBLRVksIG5v\n";
+    let text = original
+        .replace(
+            "    oncalendar: Sun *-*-* 06:30:00",
+            "    oncalendar: 'Sunn 25:00'",
+        )
+        .replace(dkim_line, &dkim_line.replacen("dGVz", "dGV", 1))
+        .replace(
+            "    source: https://github.com/ecs-org/ecs.git\n",
+            "    source: '--upload-pack=touch /tmp/x'\n",
+        )
+        .replace(
+            "  userswitcher:\n",
+            "  recover:\n    dump_filename: ../../etc/shadow\n  userswitcher:\n",
+        )
+        .replace("DOMAIN = 'ecs.example.org'", "DOMAIN = 'old.example.org'");
+    let r = check(&text);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let errors: Vec<&str> = r.stderr.lines().filter(|l| !l.contains("WARN")).collect();
+    assert_eq!(errors[0], "error: 5 problems:", "{}", r.stderr);
+    let expected = [
+        ("appliance.update.oncalendar", "oncalendar:"),
+        ("appliance.dkim.key", "    key: |"),
+        ("ecs.git.source", "--upload-pack"),
+        ("ecs.recover.dump_filename", "dump_filename:"),
+        ("ecs.settings", "settings: |"),
+    ];
+    assert_eq!(errors.len(), 1 + expected.len(), "{}", r.stderr);
+    for (line, (key, needle)) in errors[1..].iter().zip(expected) {
+        let prefix = format!("  env.yml:{}:", line_of(&text, needle));
+        assert!(line.starts_with(&prefix), "{key}: {line}");
+        assert!(line.contains(&format!(": {key}: ")), "{key}: {line}");
+    }
+    assert!(!r.stdout.contains("valid"), "{}", r.stdout);
+}
+
+/// Without systemd-analyze an oncalendar value cannot be checked: that is said, naming the
+/// package, rather than passed silently.
+#[test]
+fn oncalendar_without_systemd_analyze_names_the_package() {
+    let original = std::fs::read_to_string(original_fixture()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("env.yml"), &original).unwrap();
+    let r = run(ecs_build()
+        .current_dir(dir.path())
+        .env("PATH", dir.path())
+        .args(["config", "check", "env.yml"]));
+    assert_bad_input(
+        &r,
+        "appliance.update.oncalendar: cannot be checked: systemd-analyze not found: install the Debian package `systemd`",
+    );
+}
+
 #[test]
 fn seed_and_dns_refuse_a_bad_env_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();

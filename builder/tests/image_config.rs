@@ -100,6 +100,33 @@ fn bad_values_name_the_key() {
 }
 
 #[test]
+fn every_machine_yml_problem_is_reported_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("machine.yml");
+    std::fs::write(
+        &m,
+        "base:\n  mirror: \"http://deb.debian.org/debian trixie main\"\ndisks:\n  table: mbr\n  root_size: 1T\n  \
+         volatile_size: 1T\n  kernel_cmdline: \"console=ttyS0 'quiet'\"\noutputs:\n  dir: out\n",
+    )
+    .unwrap();
+    let o = ecs_build(&["image", "--config", m.to_str().unwrap(), "--image-version", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("machine.yml: 3 problems:"), "{err}");
+    for key in [
+        "base.mirror: ",
+        "disks: root_size 1T + volatile_size 1T on mbr: ",
+        "disks.kernel_cmdline: ",
+    ] {
+        assert!(err.contains(&format!("machine.yml: {key}")), "{key}: {err}");
+    }
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing may be created for bad input"
+    );
+}
+
+#[test]
 fn bad_version_and_missing_agent_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("machine.yml");

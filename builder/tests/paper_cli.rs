@@ -75,6 +75,8 @@ fn key_laden_env(dir: &Path) -> Vec<u8> {
             "3650",
             "-subj",
             "/CN=ecs.example.org",
+            "-addext",
+            "subjectAltName=DNS:ecs.example.org",
             "-key",
         ])
         .arg(&tls_key));

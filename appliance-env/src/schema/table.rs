@@ -150,7 +150,7 @@ pub const KEYS: &[Key] = &[
             "string (PEM certificates)",
             "",
             "ecs-agent (nginx)",
-            "The certificate chain for ssl.key (PEM contents).",
+            "The certificate chain for ssl.key (PEM contents): the server certificate first, valid now, its subjectAltName covering appliance.domain.",
         ),
         "cert: |\n  -----BEGIN CERTIFICATE-----\n  ...\n  -----END CERTIFICATE-----",
     ),
@@ -251,7 +251,7 @@ pub const KEYS: &[Key] = &[
         "string (git URL)",
         "the agent's built-in source",
         "ecs-agent update-appliance",
-        "Repository URL.",
+        "Repository URL: https://, http://, ssh://, git:// or user@host:path.",
     ),
     k(
         "appliance.git.branch",
@@ -339,7 +339,7 @@ pub const KEYS: &[Key] = &[
         "string (systemd OnCalendar=)",
         "*-*-* 06:30:00",
         "ecs-agent (systemd timer)",
-        "When updates run.",
+        "When updates run; checked with `systemd-analyze calendar`.",
     ),
     k(
         "appliance.storage",
@@ -462,7 +462,7 @@ pub const KEYS: &[Key] = &[
         "string (git URL)",
         "https://github.com/ecs-org/ecs.git",
         "ecs-agent update-ecs",
-        "Repository URL.",
+        "Repository URL: https://, http://, ssh://, git:// or user@host:path.",
     ),
     k(
         "ecs.git.branch",
@@ -529,10 +529,10 @@ pub const KEYS: &[Key] = &[
     ),
     k(
         "ecs.recover.dump_filename",
-        "string (path)",
-        "the agent's dump location under /data/dump",
+        "string (file name)",
+        "the newest *.pgdump* in the dump directory",
         "ecs-agent start",
-        "The dump to restore.",
+        "The dump to restore: a file name in /data/dump/ecs-postgres (no `/`, `..` or leading `-`).",
     ),
     ex(
         k(

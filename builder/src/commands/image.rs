@@ -40,9 +40,10 @@ pub struct ImageArgs {
 /// machine.yml problems are the user's (exit 2); an unreadable file is too.
 pub fn load_machine(path: &std::path::Path) -> anyhow::Result<LoadedMachine> {
     machine::load(path).map_err(|e| match e {
-        MachineError::Read { .. } | MachineError::Parse { .. } | MachineError::Invalid { .. } => {
-            anyhow::Error::new(BadInput::new(e.to_string()))
-        }
+        MachineError::Read { .. }
+        | MachineError::Parse { .. }
+        | MachineError::Invalid { .. }
+        | MachineError::Several { .. } => anyhow::Error::new(BadInput::new(e.to_string())),
     })
 }
 

@@ -35,6 +35,20 @@ pub enum MachineError {
         key: String,
         message: String,
     },
+    /// More than one invalid value: every one is reported at once, `(key, message)` in key order.
+    #[error("{}", several(.path, .problems))]
+    Several {
+        path: String,
+        problems: Vec<(String, String)>,
+    },
+}
+
+fn several(path: &str, problems: &[(String, String)]) -> String {
+    let lines: String = problems
+        .iter()
+        .map(|(key, message)| format!("\n  {path}: {key}: {message}"))
+        .collect();
+    format!("{path}: {} problems:{lines}", problems.len())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -324,44 +338,42 @@ impl Machine {
         all
     }
 
-    /// Checks values the types cannot: names, sizes, package names, reserved outputs.
+    /// Checks values the types cannot: names, sizes, package names, reserved outputs, what goes
+    /// into grub.cfg and apt's sources, the disk layout. Every problem is reported, not only the first.
     pub fn validate(&self, file: &str) -> Result<(), MachineError> {
-        let bad = |key: &str, message: String| MachineError::Invalid {
-            path: file.to_string(),
-            key: key.to_string(),
-            message,
-        };
+        let mut problems: Vec<(String, String)> = Vec::new();
+        let mut bad = |key: &str, message: String| problems.push((key.to_string(), message));
         let file_safe = |s: &str| {
             !s.is_empty()
                 && !s.starts_with('.')
                 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
         };
         if !file_safe(&self.name) {
-            return Err(bad(
+            bad(
                 "name",
                 format!(
                     "{:?}: expected letters, digits, '.', '_', '+', '-' (it names files)",
                     self.name
                 ),
-            ));
+            );
         }
         if !valid_hostname(&self.hostname) {
-            return Err(bad(
+            bad(
                 "hostname",
                 format!(
                     "{:?}: expected a host name label (a-z, 0-9, '-', at most 63)",
                     self.hostname
                 ),
-            ));
+            );
         }
         if self.seed.is_empty() {
-            return Err(bad("seed", "expected a non-empty string".into()));
+            bad("seed", "expected a non-empty string".into());
         }
         if self.base.distribution != "debian" {
-            return Err(bad(
+            bad(
                 "base.distribution",
                 format!("{:?}: only `debian` is supported", self.base.distribution),
-            ));
+            );
         }
         if self.base.suite.is_empty()
             || !self
@@ -370,96 +382,155 @@ impl Machine {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
-            return Err(bad(
+            bad(
                 "base.suite",
                 format!("{:?}: expected a suite name like trixie", self.base.suite),
-            ));
+            );
         }
         if let Some(m) = &self.base.mirror
-            && !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://"))
+            && let Err(e) = mirror(m)
         {
-            return Err(bad(
-                "base.mirror",
-                format!("{m:?}: expected an http://, https:// or file:// URL"),
-            ));
+            bad("base.mirror", e);
         }
         for (key, list) in [
             ("base.packages", &self.base.packages),
             ("base.extra_packages", &self.base.extra_packages),
         ] {
-            if let Some(p) = list.iter().find(|p| !valid_package(p)) {
-                return Err(bad(key, format!("{p:?} is not a Debian package name")));
+            for (i, p) in list.iter().enumerate() {
+                if !valid_package(p) {
+                    bad(
+                        &format!("{key}[{i}]"),
+                        format!("{p:?} is not a Debian package name"),
+                    );
+                }
             }
         }
         if !self.package_list().iter().any(|p| p.starts_with("linux-image-")) {
-            return Err(bad(
+            bad(
                 "base.packages",
                 "no kernel: the image boots only with a linux-image-* package".into(),
-            ));
+            );
         }
         let min = Size::mib(256);
+        let mut sizes_ok = true;
         for (key, size) in [
             ("disks.root_size", self.disks.root_size),
             ("disks.volatile_size", self.disks.volatile_size),
         ] {
             if size < min || !size.bytes().is_multiple_of(Size::MIB) {
-                return Err(bad(
+                sizes_ok = false;
+                bad(
                     key,
                     format!("{size}: expected a whole number of MiB, at least {min}"),
-                ));
+                );
             }
         }
-        if self.disks.table == Table::Mbr
-            && self.disks.root_size.bytes() + self.disks.volatile_size.bytes() > 2 * 1024 * Size::GIB
-        {
-            return Err(bad(
-                "disks",
-                "an MBR disk holds at most 2T: use `table: gpt`".into(),
-            ));
+        // The system disk's partitions as `disk system` and the image build will lay them out,
+        // so a table that cannot hold them (MBR beyond 2 TiB) is refused before the base build.
+        if sizes_ok {
+            let plan = image_layout::SystemDiskPlan {
+                table: self.disks.table.into(),
+                root_size: self.disks.root_size,
+                volatile_size: self.disks.volatile_size,
+                root_label: image_layout::system::DEFAULT_ROOT_LABEL.into(),
+                volatile_label: image_layout::system::DEFAULT_VOLATILE_LABEL.into(),
+                kernel_cmdline: String::new(),
+                seed: image_layout::Seed(self.seed.clone()),
+                timestamp: 0,
+            };
+            if let Err(e) = image_layout::layout::Layout::system(&plan) {
+                bad(
+                    "disks",
+                    format!(
+                        "root_size {} + volatile_size {} on {}: {}",
+                        self.disks.root_size, self.disks.volatile_size, self.disks.table, e.0
+                    ),
+                );
+            }
         }
         if self.disks.data_size < Size::gib(1) {
-            return Err(bad(
+            bad(
                 "disks.data_size",
                 format!("{}: expected at least 1G", self.disks.data_size),
-            ));
+            );
         }
-        if self.disks.kernel_cmdline.contains('\n') {
-            return Err(bad("disks.kernel_cmdline", "expected a single line".into()));
+        if let Err(e) = kernel_cmdline(&self.disks.kernel_cmdline) {
+            bad("disks.kernel_cmdline", e);
         }
         if self.outputs.vagrant_box {
-            return Err(bad(
+            bad(
                 "outputs.vagrant_box",
                 "reserved: vagrant boxes are not built by `ecs-build image` yet; set it to false".into(),
-            ));
+            );
         }
         if !self.outputs.raw && !self.outputs.qcow2 && !self.outputs.vmdk {
-            return Err(bad("outputs", "expected at least one of raw, qcow2, vmdk".into()));
+            bad("outputs", "expected at least one of raw, qcow2, vmdk".into());
         }
         if self.embed_env && self.env.is_none() {
-            return Err(bad("embed_env", "true needs `env:` to name an env.yml".into()));
+            bad("embed_env", "true needs `env:` to name an env.yml".into());
         }
         if let Some(env) = &self.env
             && !env.is_file()
         {
-            return Err(bad("env", format!("{}: no such file", env.display())));
+            bad("env", format!("{}: no such file", env.display()));
         }
         for (i, image) in self.images.iter().enumerate() {
             if !image.is_file() {
-                return Err(bad(
+                bad(
                     &format!("images[{i}]"),
                     format!("{}: no such file", image.display()),
-                ));
+                );
             }
         }
         if let Some(units) = &self.agent.units
             && !units.is_dir()
         {
-            return Err(bad(
-                "agent.units",
-                format!("{}: no such directory", units.display()),
-            ));
+            bad("agent.units", format!("{}: no such directory", units.display()));
         }
-        Ok(())
+        let path = file.to_string();
+        match problems.len() {
+            0 => Ok(()),
+            1 => {
+                let (key, message) = problems.remove(0);
+                Err(MachineError::Invalid { path, key, message })
+            }
+            _ => Err(MachineError::Several { path, problems }),
+        }
+    }
+}
+
+/// Characters that end or change a grub.cfg word: the command line goes unquoted after
+/// `linux /vmlinuz` (and into the kernel's own parser, where `"` groups words).
+const GRUB_SPECIAL: &str = "\"'`\\$;|&<>{}#";
+
+/// The extra kernel command line: printable ASCII words, none of grub's special characters.
+fn kernel_cmdline(cmdline: &str) -> Result<(), String> {
+    if let Some(c) = cmdline
+        .chars()
+        .find(|c| !(c.is_ascii_graphic() || *c == ' ') || GRUB_SPECIAL.contains(*c))
+    {
+        return Err(format!(
+            "{:?} contains {:?}; expected space-separated parameters like `console=ttyS0,115200n8` on one line, \
+             without quotes, control characters or any of {GRUB_SPECIAL} (it goes unquoted into grub.cfg)",
+            cmdline, c
+        ));
+    }
+    Ok(())
+}
+
+/// A Debian mirror URL as apt's sources take it: one word, http(s):// or file://.
+fn mirror(m: &str) -> Result<(), String> {
+    if m.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "{m:?}: expected one URL without spaces, newlines, control or non-ASCII characters (it goes into apt's sources)"
+        ));
+    }
+    let rest = ["http://", "https://", "file://"]
+        .iter()
+        .find_map(|s| m.strip_prefix(s));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('[') => Ok(()),
+        _ => Err(format!("{m:?}: expected an http://, https:// or file:// URL")),
     }
 }
 
@@ -520,7 +591,7 @@ mod tests {
         let mut m = Machine::default();
         m.base.extra_packages = vec!["Bad Name".into()];
         let err = m.validate("m.yml").unwrap_err().to_string();
-        assert!(err.contains("base.extra_packages"), "{err}");
+        assert!(err.contains("base.extra_packages[0]"), "{err}");
         let mut m = Machine::default();
         m.base.mirror = Some("deb.example".into());
         assert!(
@@ -529,6 +600,106 @@ mod tests {
                 .to_string()
                 .contains("base.mirror")
         );
+    }
+
+    #[test]
+    fn kernel_cmdline_with_quotes_newlines_or_grub_syntax_is_refused() {
+        for bad in [
+            "console=ttyS0 \"quiet\"",
+            "quiet'",
+            "quiet\ninit=/bin/sh",
+            "quiet\tsplash",
+            "a;b",
+            "$root",
+            "x\u{7f}",
+        ] {
+            let mut m = Machine::default();
+            m.disks.kernel_cmdline = bad.into();
+            let err = m.validate("m.yml").unwrap_err().to_string();
+            assert!(err.starts_with("m.yml: disks.kernel_cmdline: "), "{bad:?}: {err}");
+            assert!(err.contains("it goes unquoted into grub.cfg"), "{err}");
+        }
+        let mut m = Machine::default();
+        m.disks.kernel_cmdline = "console=ttyS0,115200n8 net.ifnames=0 quiet".into();
+        m.validate("m.yml").unwrap();
+    }
+
+    #[test]
+    fn mirror_must_be_one_http_or_file_url() {
+        for bad in [
+            "http://deb.debian.org/debian\ndeb http://evil/ trixie main",
+            "http://deb.debian.org/debian [trusted=yes]",
+            "http://deb.debian.org/\u{1b}debian",
+            "ftp://deb.debian.org/debian",
+            "deb.debian.org/debian",
+            "http://",
+        ] {
+            let mut m = Machine::default();
+            m.base.mirror = Some(bad.into());
+            let err = m.validate("m.yml").unwrap_err().to_string();
+            assert!(err.starts_with("m.yml: base.mirror: "), "{bad:?}: {err}");
+        }
+        for good in [
+            "http://deb.debian.org/debian",
+            "https://m.example/debian/",
+            "file:///srv/mirror",
+        ] {
+            let mut m = Machine::default();
+            m.base.mirror = Some(good.into());
+            m.validate("m.yml").unwrap();
+        }
+    }
+
+    #[test]
+    fn mbr_beyond_two_tib_is_refused_at_load_as_the_layout_would() {
+        // Exactly what `disk system` refuses: 1 MiB + root + volatile past 2 TiB.
+        let text = "disks:\n  table: mbr\n  root_size: 1T\n  volatile_size: 1T\n";
+        let m = parse("m.yml", text).unwrap();
+        let err = m.validate("m.yml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("m.yml: disks: root_size 1T + volatile_size 1T on mbr: "),
+            "{err}"
+        );
+        assert!(err.contains("at most 2T (use GPT)"), "{err}");
+        let m = parse("m.yml", &text.replace("mbr", "gpt")).unwrap();
+        m.validate("m.yml").unwrap();
+        let m = parse(
+            "m.yml",
+            "disks:\n  table: mbr\n  root_size: 1T\n  volatile_size: 1023G\n",
+        )
+        .unwrap();
+        m.validate("m.yml").unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = "name: .hidden\nhostname: Bad_Host\nbase:\n  mirror: \"http://x/ y\"\n  extra_packages: [ok-pkg, Bad, also bad]\n\
+                    disks:\n  table: mbr\n  root_size: 2T\n  kernel_cmdline: \"quiet \\\"x\\\"\"\noutputs:\n  vagrant_box: true\n";
+        let m = parse("m.yml", text).unwrap();
+        let err = m.validate("m.yml").unwrap_err();
+        let MachineError::Several { problems, .. } = &err else {
+            panic!("{err}");
+        };
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "hostname",
+                "base.mirror",
+                "base.extra_packages[1]",
+                "base.extra_packages[2]",
+                "disks",
+                "disks.kernel_cmdline",
+                "outputs.vagrant_box"
+            ]
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("m.yml: 8 problems:\n  m.yml: name: "),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 9, "{shown}");
     }
 
     #[test]
