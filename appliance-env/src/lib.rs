@@ -12,6 +12,7 @@ mod error;
 mod flatten;
 mod load;
 mod model;
+mod redact;
 pub mod schema;
 mod tree;
 mod validate;
@@ -20,7 +21,7 @@ mod validate;
 pub mod keygen;
 
 pub use error::{EnvError, Location, Warning};
-pub use load::HEADER;
+pub use load::{HEADER, MAX_ENV_BYTES, read_file, utf8};
 pub use model::*;
 pub use validate::domain as check_domain;
 
