@@ -122,13 +122,19 @@ fn hide_quoted(message: &str, secret: Secret) -> String {
         if is_armor_line(inner) || is_label(inner) || schema::key(&pattern_of(inner)).is_some() {
             return None;
         }
-        if secret == Secret::Url && inner.contains("://") && !inner.contains(char::is_whitespace) {
-            let redacted = host_util::redact_url(inner);
-            if redacted == inner {
+        if secret == Secret::Url {
+            // Without `:` or `@` there is no place for a password (`on`, a bare host name).
+            if !inner.contains([':', '@']) {
                 return None;
             }
-            hidden.push((inner.to_string(), redacted.clone()));
-            return Some(format!("{q}{redacted}{q}"));
+            if inner.contains("://") && !inner.contains(char::is_whitespace) {
+                let redacted = host_util::redact_url(inner);
+                if redacted == inner {
+                    return None;
+                }
+                hidden.push((inner.to_string(), redacted.clone()));
+                return Some(format!("{q}{redacted}{q}"));
+            }
         }
         let shown = describe(inner);
         hidden.push((inner.to_string(), shown.clone()));
