@@ -11,14 +11,24 @@ use appliance_env::{Env, EnvError, keygen::OsRng};
 use common::mutate::{self, Edit};
 use proptest::prelude::*;
 
-/// A `config new`-style env.yml with real key material (made once per test binary).
+const GENERATED: &str = "ECS_TEST_GENERATED_ENV";
+
+/// A `config new`-style env.yml with real key material, made once per test binary and handed
+/// to the capped children (key generation is the slow part).
 fn generated() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
-        Env::generate("ecs.example.org", &mut OsRng, SystemTime::now())
-            .unwrap()
-            .to_yaml()
+        std::env::var(GENERATED).unwrap_or_else(|_| {
+            Env::generate("ecs.example.org", &mut OsRng, SystemTime::now())
+                .unwrap()
+                .to_yaml()
+        })
     })
+}
+
+/// `mutate::in_capped_child` with the generated env passed on.
+fn in_capped_child(name: &str) -> bool {
+    mutate::in_capped_child(name, 2 << 30, &[(GENERATED, generated())])
 }
 
 fn error(text: &str) -> EnvError {
@@ -171,7 +181,7 @@ fn a_settings_secret_in_a_bad_value_is_not_echoed() {
 
 #[test]
 fn an_alias_bomb_is_refused_naming_the_limit() {
-    if !mutate::in_capped_child("an_alias_bomb_is_refused_naming_the_limit", 2 << 30) {
+    if !in_capped_child("an_alias_bomb_is_refused_naming_the_limit") {
         return;
     }
     let bomb = mutate::alias_bomb("#cloud-config\n");
@@ -377,7 +387,7 @@ fn assert_located(text: &str, result: Result<(Env, Vec<appliance_env::Warning>),
 /// allocation fails the test (an alias bomb once took 24 GB).
 #[test]
 fn mutated_env_never_panics_and_errors_name_a_line() {
-    if !mutate::in_capped_child("mutated_env_never_panics_and_errors_name_a_line", 2 << 30) {
+    if !in_capped_child("mutated_env_never_panics_and_errors_name_a_line") {
         return;
     }
     let base = Env::from_yaml_str(generated(), "env.yml").unwrap().0;
@@ -411,7 +421,7 @@ fn mutated_env_never_panics_and_errors_name_a_line() {
 /// The worst cases, fixed, under the same cap.
 #[test]
 fn mutations_are_bounded() {
-    if !mutate::in_capped_child("mutations_are_bounded", 2 << 30) {
+    if !in_capped_child("mutations_are_bounded") {
         return;
     }
     for text in [

@@ -225,7 +225,7 @@ fn hostile_files_are_refused_at_once_naming_the_limit() {
     // "Billion laughs" in 1 KB: 9^10 strings once every alias is expanded.
     let mut bomb = String::from("#cloud-config\na0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
     for level in 1..10 {
-        let items = vec![format!("*a{}", level - 1); 9].join(",");
+        let items = [format!("*a{}", level - 1); 9].join(",");
         bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
     }
     assert!(bomb.len() < 1024);
@@ -261,6 +261,21 @@ fn hostile_files_are_refused_at_once_naming_the_limit() {
     ] {
         assert_bad_input(&check_capped(path), needle);
     }
+    // The other commands that read an env.yml (or a file merged into one) refuse them too.
+    let out = dir.path().join("seed.iso");
+    let r = run(ecs_build().args(["config", "seed", "/dev/zero", "-o"]).arg(&out));
+    assert_bad_input(&r, "reading /dev/zero: a character device, not a regular file");
+    let r = run(ecs_build()
+        .args(["config", "new", "--domain", "ecs.example.org", "--extra"])
+        .arg(&fifo)
+        .arg("--out")
+        .arg(dir.path().join("cfg")));
+    assert_bad_input(&r, "a FIFO (named pipe), not a regular file");
+    let r = run(ecs_build()
+        .args(["config", "print", "/dev/zero", "-o"])
+        .arg(dir.path().join("p.pdf")));
+    assert_bad_input(&r, "a character device, not a regular file");
+    assert!(!out.exists() && !dir.path().join("cfg").exists() && !dir.path().join("p.pdf").exists());
 }
 
 #[test]

@@ -94,7 +94,11 @@ fn assert_located(text: &str, result: Result<machine::Machine, MachineError>) {
 /// a 50 MB text as fixed cases.
 #[test]
 fn mutated_machine_never_panics_and_errors_name_a_line() {
-    if !mutate::in_capped_child("mutated_machine_never_panics_and_errors_name_a_line", 2 << 30) {
+    if !mutate::in_capped_child(
+        "mutated_machine_never_panics_and_errors_name_a_line",
+        2 << 30,
+        &[],
+    ) {
         return;
     }
     let fixed = [

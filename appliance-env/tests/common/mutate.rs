@@ -135,7 +135,7 @@ pub fn alias_bomb(prefix: &str) -> String {
     s.push_str("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for level in 1..10 {
         let prev = format!("*a{}", level - 1);
-        let items = vec![prev.as_str(); 9].join(",");
+        let items = [prev.as_str(); 9].join(",");
         s.push_str(&format!("a{level}: &a{level} [{items}]\n"));
     }
     s
@@ -149,7 +149,8 @@ pub fn last_line(text: &str) -> usize {
 /// Runs the test named `name` again in a child process whose address space is capped with
 /// util-linux's `prlimit`, and asserts that it passed there. In the child (marked by an
 /// environment variable) returns `true`: the caller then runs the test body.
-pub fn in_capped_child(name: &str, cap_bytes: u64) -> bool {
+/// `vars` are passed to the child (e.g. an expensive fixture made once by the parent).
+pub fn in_capped_child(name: &str, cap_bytes: u64, vars: &[(&str, &str)]) -> bool {
     const MARK: &str = "ECS_TEST_CAPPED_CHILD";
     if std::env::var_os(MARK).is_some() {
         return true;
@@ -161,6 +162,7 @@ pub fn in_capped_child(name: &str, cap_bytes: u64) -> bool {
         .arg(&exe)
         .args(["--exact", name, "--test-threads=1", "--nocapture"])
         .env(MARK, "1")
+        .envs(vars.iter().copied())
         .output()
         .expect("running prlimit (util-linux)");
     let stdout = String::from_utf8_lossy(&out.stdout);
