@@ -225,7 +225,7 @@ fn hostile_files_are_refused_at_once_naming_the_limit() {
     // "Billion laughs" in 1 KB: 9^10 strings once every alias is expanded.
     let mut bomb = String::from("#cloud-config\na0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
     for level in 1..10 {
-        let items = [format!("*a{}", level - 1); 9].join(",");
+        let items = vec![format!("*a{}", level - 1); 9].join(",");
         bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
     }
     assert!(bomb.len() < 1024);
