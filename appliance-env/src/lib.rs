@@ -15,6 +15,7 @@ mod error;
 mod flatten;
 mod load;
 mod model;
+mod redact;
 pub mod schema;
 mod tls;
 mod tree;
@@ -26,7 +27,7 @@ pub mod keygen;
 pub use cloud_config::SEED_ENV_FILE;
 pub use calendar::SYSTEMD_ANALYZE;
 pub use error::{EnvError, Location, Warning};
-pub use load::HEADER;
+pub use load::{HEADER, MAX_ENV_BYTES, read_file, utf8};
 pub use model::*;
 pub use validate::domain as check_domain;
 

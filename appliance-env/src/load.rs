@@ -9,12 +9,17 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::error::{EnvError, Location, Warning};
 use crate::model::Env;
+use crate::redact::scrub;
 use crate::schema;
 use crate::tree::{self, Node, Pos, Seg};
 use crate::validate;
 
 /// The first line cloud-init needs to treat user-data as cloud-config.
 pub const HEADER: &str = "#cloud-config";
+
+/// The largest env.yml read: a generated one is about 30 KiB; this leaves room for a long
+/// `ecs.settings` and `extra.files`, and keeps a hostile file from costing memory.
+pub const MAX_ENV_BYTES: usize = 4 * 1024 * 1024;
 
 /// Top-level cloud-init keys that are never taken for a misspelling of ours.
 const CLOUD_INIT_NEIGHBOURS: &[&str] = &[
@@ -36,17 +41,21 @@ const CLOUD_INIT_NEIGHBOURS: &[&str] = &[
 
 impl Env {
     /// Reads and validates an env.yml. Warnings name keys of the original appliance that are
-    /// read differently or ignored.
+    /// read differently or ignored. Only a regular file of at most `MAX_ENV_BYTES` is read.
     pub fn load(path: &Path) -> Result<(Env, Vec<Warning>), EnvError> {
-        let text = std::fs::read_to_string(path).map_err(|source| EnvError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Env::from_yaml_str(&text, &path.display().to_string())
+        let bytes = read_file(path)?;
+        let file = path.display().to_string();
+        let text = utf8(&bytes, &file)?;
+        Env::from_yaml_str(text, &file)
     }
 
     /// Like `load`, for text already read; `file` names it in messages.
     pub fn from_yaml_str(text: &str, file: &str) -> Result<(Env, Vec<Warning>), EnvError> {
+        Env::from_yaml_str_unscrubbed(text, file).map_err(scrub)
+    }
+
+    fn from_yaml_str_unscrubbed(text: &str, file: &str) -> Result<(Env, Vec<Warning>), EnvError> {
+        check_size(text, file)?;
         let first = text.lines().next().unwrap_or("");
         if first.trim_end() != HEADER {
             return Err(EnvError::Syntax {
@@ -66,6 +75,11 @@ impl Env {
     /// Merges a partial env (e.g. `config new --extra extra.yml`) over this one: mappings merge
     /// key by key, anything else replaces. Errors point into `file`.
     pub fn merge_yaml_str(&self, text: &str, file: &str) -> Result<(Env, Vec<Warning>), EnvError> {
+        self.merge_yaml_str_unscrubbed(text, file).map_err(scrub)
+    }
+
+    fn merge_yaml_str_unscrubbed(&self, text: &str, file: &str) -> Result<(Env, Vec<Warning>), EnvError> {
+        check_size(text, file)?;
         let doc = parse_tree(text, file)?;
         let warnings = check_keys(&doc, file)?;
         let extra: serde_json::Value = if matches!(&doc, Node::Map { entries, .. } if entries.is_empty()) {
@@ -92,8 +106,48 @@ impl Env {
 
     /// Validates values of an env built in memory (e.g. freshly generated).
     pub fn validate(&self, file: &str) -> Result<(), EnvError> {
-        check_values(self, file, None)
+        check_values(self, file, None).map_err(scrub)
     }
+}
+
+/// Reads an env.yml (or a file merged into one): a regular file, at most `MAX_ENV_BYTES`.
+/// A directory, FIFO or device is refused at once, without reading from it.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, EnvError> {
+    host_util::read_regular(path, MAX_ENV_BYTES as u64).map_err(|source| EnvError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The bytes as text, or an error at the line and column of the first byte that is not UTF-8.
+pub fn utf8<'a>(bytes: &'a [u8], file: &str) -> Result<&'a str, EnvError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        EnvError::Syntax {
+            at: at(file, Pos { line, column }),
+            message: "expected UTF-8 text, found a byte sequence that is not UTF-8".into(),
+        }
+    })
+}
+
+/// Text handed in directly (the agent reads the seed itself) is held to the same size limit.
+fn check_size(text: &str, file: &str) -> Result<(), EnvError> {
+    if text.len() <= MAX_ENV_BYTES {
+        return Ok(());
+    }
+    let head = &text.as_bytes()[..MAX_ENV_BYTES];
+    let line = head.iter().filter(|&&b| b == b'\n').count() + 1;
+    Err(EnvError::Syntax {
+        at: at(file, Pos { line, column: 1 }),
+        message: format!(
+            "the file is {} bytes, more than the limit of {} MiB for env.yml (the limit is reached on this line)",
+            text.len(),
+            MAX_ENV_BYTES / (1024 * 1024)
+        ),
+    })
 }
 
 fn at(file: &str, pos: Pos) -> Location {
@@ -111,6 +165,13 @@ fn options() -> serde_saphyr::Options {
     o.no_schema = true;
     o.with_snippet = false;
     o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    // `tree::parse` has already refused alias bombs and deep nesting; these keep the
+    // deserializer within the same bounds should it ever run first.
+    o.alias_limits.max_total_replayed_events = tree::MAX_NODES;
+    if let Some(budget) = o.budget.as_mut() {
+        budget.max_depth = tree::MAX_DEPTH;
+        budget.max_nodes = tree::MAX_NODES;
+    }
     o
 }
 
@@ -129,11 +190,7 @@ fn parse_tree(text: &str, file: &str) -> Result<Node, EnvError> {
 }
 
 fn invalid(file: &str, doc: &Node, path: Vec<Seg>, message: String) -> EnvError {
-    let pos = if path.is_empty() {
-        Pos::default()
-    } else {
-        doc.locate(&path)
-    };
+    let pos = doc.locate(&path);
     EnvError::Invalid {
         at: at(file, pos),
         key: tree::path_string(&path),
@@ -182,6 +239,14 @@ fn walk(node: &Node, path: &mut Vec<Seg>, file: &str, warnings: &mut Vec<Warning
             plain,
             at: pos,
         } => {
+            let is_bool = schema::key(&parent).is_some_and(|k| k.ty == "bool");
+            if is_bool && let Some(message) = ambiguous_bool(value) {
+                return Err(EnvError::Invalid {
+                    at: at(file, *pos),
+                    key: tree::path_string(path),
+                    message,
+                });
+            }
             let ours = matches!(path.first(), Some(Seg::Key(k)) if k == "appliance" || k == "ecs");
             if ours
                 && *plain
@@ -196,6 +261,62 @@ fn walk(node: &Node, path: &mut Vec<Seg>, file: &str, warnings: &mut Vec<Warning
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// `y`, `n`, `Y`, `N` (in any case, quoted or not) where a boolean belongs: PyYAML, and so
+/// cloud-init, reads them as strings (cloud-init's `disable_root: y` means false), serde-saphyr's
+/// YAML 1.1 booleans as true/false. Refused rather than guessed. The other spellings (true,
+/// yes, on, false, no, off) mean the same to both.
+fn ambiguous_bool(value: &str) -> Option<String> {
+    matches!(value.trim(), "y" | "Y" | "n" | "N").then(|| {
+        format!(
+            "`{value}` is not a boolean to cloud-init's YAML 1.1 parser (PyYAML reads the string '{value}'); expected true or false"
+        )
+    })
+}
+
+/// cloud-init's own top-level keys are passed through, and written back when env.yml is
+/// generated (`config new --extra`): plain scalars PyYAML reads differently from us are refused
+/// there too, so what cloud-init finally reads is what was written.
+fn check_cloud_config(node: &Node, path: &mut Vec<Seg>, file: &str) -> Result<(), EnvError> {
+    match node {
+        Node::Map { entries, .. } => {
+            for entry in entries {
+                path.push(Seg::Key(entry.key.clone()));
+                check_cloud_config(&entry.value, path, file)?;
+                path.pop();
+            }
+        }
+        Node::Seq { items, .. } => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Seg::Index(i));
+                check_cloud_config(item, path, file)?;
+                path.pop();
+            }
+        }
+        Node::Scalar {
+            value,
+            plain: true,
+            at: pos,
+        } => {
+            let message = ambiguous_bool(value).or_else(|| {
+                tree::yaml11_reading(value).map(|reading| {
+                    format!(
+                        "`{value}` is {reading} to cloud-init's YAML 1.1 parser; expected a quoted string: '{value}'"
+                    )
+                })
+            });
+            if let Some(message) = message {
+                return Err(EnvError::Invalid {
+                    at: at(file, *pos),
+                    key: tree::path_string(path),
+                    message,
+                });
+            }
+        }
+        Node::Scalar { .. } => {}
     }
     Ok(())
 }
@@ -238,6 +359,8 @@ fn check_entry(
         {
             return Err(unknown(format!("unknown key; did you mean `{near}`?")));
         }
+        let mut inner = path.to_vec();
+        check_cloud_config(&entry.value, &mut inner, file)?;
         return Ok(false);
     }
     if parent == "ssh_keys" {
@@ -304,7 +427,8 @@ fn saphyr_location(file: &str, e: &serde_saphyr::Error) -> Location {
             line: l.line() as usize,
             column: l.column() as usize,
         },
-        None => at(file, Pos::default()),
+        // No position: the document as a whole.
+        None => at(file, Pos { line: 1, column: 1 }),
     }
 }
 
@@ -359,10 +483,8 @@ fn check_values(env: &Env, file: &str, doc: Option<&Node>) -> Result<(), EnvErro
     let mut errors: Vec<(Pos, EnvError)> = validate::check(env)
         .into_iter()
         .map(|(path, message)| {
-            let pos = match doc {
-                Some(d) if d.contains(&path) => d.locate(&path),
-                _ => Pos::default(),
-            };
+            // A key left at its default is not in the file: name the nearest enclosing key that is.
+            let pos = doc.map_or_else(Pos::default, |d| d.locate(&path));
             let error = EnvError::Invalid {
                 at: at(file, pos),
                 key: tree::path_string(&path),

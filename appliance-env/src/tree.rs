@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span};
+use serde_saphyr::granit_parser::{ErrorKind, Event, Parser, ScalarStyle, Span};
 
 /// 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -137,11 +137,25 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
-/// Parses the first document of `text`; an empty document is an empty mapping.
+/// How deep mappings and sequences may nest: env.yml needs 5 levels; recursion stays bounded.
+pub(crate) const MAX_DEPTH: usize = 64;
+/// How many nodes the document may hold once every alias is expanded: env.yml has a few
+/// hundred, an alias bomb billions.
+pub(crate) const MAX_NODES: usize = 100_000;
+/// How many bytes of scalar text the document may hold once every alias is expanded (the file
+/// itself is capped at 4 MiB; aliases must not multiply that).
+pub(crate) const MAX_SCALAR_BYTES: usize = 16 * 1024 * 1024;
+
+/// Parses the first document of `text`; an empty document is an empty mapping. Refuses
+/// documents nested deeper than `MAX_DEPTH` or growing past `MAX_NODES` / `MAX_SCALAR_BYTES`
+/// through aliases, before anything is copied.
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder {
         events: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        depth: 0,
+        cost: Cost::default(),
+        last: Pos { line: 1, column: 1 },
     };
     loop {
         let (event, span) = builder.next()?;
@@ -158,9 +172,49 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
 }
 
+/// What a subtree costs to hold: its nodes and its scalar bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Cost {
+    fn of(node: &Node) -> Cost {
+        match node {
+            Node::Scalar { value, .. } => Cost {
+                nodes: 1,
+                bytes: value.len(),
+            },
+            Node::Seq { items, .. } => items
+                .iter()
+                .fold(Cost { nodes: 1, bytes: 0 }, |c, n| c.add(Cost::of(n))),
+            Node::Map { entries, .. } => entries.iter().fold(Cost { nodes: 1, bytes: 0 }, |c, e| {
+                c.add(Cost::of(&e.value)).add(Cost {
+                    nodes: 1,
+                    bytes: e.key.len(),
+                })
+            }),
+        }
+    }
+
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            nodes: self.nodes.saturating_add(other.nodes),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+}
+
 struct Builder<'a> {
     events: Parser<'a, serde_saphyr::granit_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their cost, so an alias is charged before it is copied.
+    anchors: HashMap<usize, (Node, Cost)>,
+    depth: usize,
+    /// Everything built so far, aliases counted in full.
+    cost: Cost,
+    /// Where the last event was, for an input that ends too early.
+    last: Pos,
 }
 
 impl<'a> Builder<'a> {
@@ -169,20 +223,27 @@ impl<'a> Builder<'a> {
             match self.events.next() {
                 None => {
                     return Err(SyntaxError {
-                        at: Pos::default(),
+                        at: self.last,
                         message: "unexpected end of input".into(),
                     });
                 }
                 Some(Err(e)) => {
+                    // The scanner may reach its own nesting limit before we see the depth.
+                    let message = if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) {
+                        depth_message()
+                    } else {
+                        e.info()
+                    };
                     return Err(SyntaxError {
                         at: Pos {
                             line: e.marker().line(),
                             column: e.marker().col() + 1,
                         },
-                        message: e.info(),
+                        message,
                     });
                 }
                 Some(Ok((event, span))) => {
+                    self.last = Pos::of(&span);
                     if matches!(event, Event::Comment(..) | Event::Anchor(..)) {
                         continue;
                     }
@@ -194,14 +255,48 @@ impl<'a> Builder<'a> {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), Cost::of(node)));
         }
+    }
+
+    /// Adds `cost` to the document's total, or says which limit it would exceed.
+    fn charge(&mut self, cost: Cost, at: Pos, alias: bool) -> Result<(), SyntaxError> {
+        self.cost = self.cost.add(cost);
+        let why = if alias {
+            " (aliases (*name) repeat what their anchor (&name) holds; is this an alias bomb?)"
+        } else {
+            ""
+        };
+        if self.cost.nodes > MAX_NODES {
+            return Err(SyntaxError {
+                at,
+                message: format!("the document grows past the limit of {MAX_NODES} values{why}"),
+            });
+        }
+        if self.cost.bytes > MAX_SCALAR_BYTES {
+            return Err(SyntaxError {
+                at,
+                message: format!(
+                    "the document grows past the limit of {} MiB of text{why}",
+                    MAX_SCALAR_BYTES / (1024 * 1024)
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, SyntaxError> {
         let at = Pos::of(&span);
         match event {
             Event::Scalar(value, style, anchor, tag) => {
+                self.charge(
+                    Cost {
+                        nodes: 1,
+                        bytes: value.len(),
+                    },
+                    at,
+                    false,
+                )?;
                 let node = Node::Scalar {
                     value: value.into_owned(),
                     plain: style == ScalarStyle::Plain && tag.is_none(),
@@ -210,12 +305,20 @@ impl<'a> Builder<'a> {
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::Alias(id) => Ok(self.anchors.get(&id).cloned().unwrap_or(Node::Scalar {
-                value: String::new(),
-                plain: false,
-                at,
-            })),
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some((node, cost)) => {
+                    let (node, cost) = (node.clone(), *cost);
+                    self.charge(cost, at, true)?;
+                    Ok(node)
+                }
+                None => Ok(Node::Scalar {
+                    value: String::new(),
+                    plain: false,
+                    at,
+                }),
+            },
             Event::SequenceStart(_, anchor, _) => {
+                self.enter(at)?;
                 let mut items = Vec::new();
                 loop {
                     let (event, span) = self.next()?;
@@ -224,11 +327,13 @@ impl<'a> Builder<'a> {
                     }
                     items.push(self.node(event, span)?);
                 }
+                self.depth -= 1;
                 let node = Node::Seq { items, at };
                 self.remember(anchor, &node);
                 Ok(node)
             }
             Event::MappingStart(_, anchor, _) => {
+                self.enter(at)?;
                 let mut entries = Vec::new();
                 loop {
                     let (event, span) = self.next()?;
@@ -249,6 +354,7 @@ impl<'a> Builder<'a> {
                     let value = self.node(event, span)?;
                     entries.push(Entry { key, key_at, value });
                 }
+                self.depth -= 1;
                 let node = Node::Map { entries, at };
                 self.remember(anchor, &node);
                 Ok(node)
@@ -259,6 +365,23 @@ impl<'a> Builder<'a> {
             }),
         }
     }
+
+    /// One level deeper, or the depth limit's error.
+    fn enter(&mut self, at: Pos) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        self.charge(Cost { nodes: 1, bytes: 0 }, at, false)?;
+        if self.depth > MAX_DEPTH {
+            return Err(SyntaxError {
+                at,
+                message: depth_message(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn depth_message() -> String {
+    format!("mappings and lists nest deeper than the limit of {MAX_DEPTH} levels")
 }
 
 /// How PyYAML (YAML 1.1, cloud-init's parser) reads a plain scalar that our model, like

@@ -200,3 +200,153 @@ fn seed_vfat_and_dns_from_a_generated_env() {
         "{dkim}"
     );
 }
+
+/// `ecs-build config check PATH` under a 1 GiB address-space cap (util-linux `prlimit`) and a
+/// hang guard (`timeout`): a regression fails the test instead of eating the machine.
+fn check_capped(path: &std::path::Path) -> Run {
+    run(std::process::Command::new("prlimit")
+        .arg(format!("--as={}", 1u64 << 30))
+        .args([
+            "--",
+            "timeout",
+            "300",
+            env!("CARGO_BIN_EXE_ecs-build"),
+            "config",
+            "check",
+        ])
+        .arg(path)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("RUST_LOG", "warn"))
+}
+
+/// A fresh env.yml from `config new`, with real key material.
+fn generated_env(dir: &std::path::Path) -> String {
+    let out = dir.join("cfg");
+    let r = run(ecs_build()
+        .args(["config", "new", "--domain", "ecs.example.org", "--out"])
+        .arg(&out));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::read_to_string(out.join("env.yml")).unwrap()
+}
+
+#[test]
+fn secrets_pasted_wrongly_are_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = generated_env(dir.path());
+    // Every private key and OpenPGP key pasted without `|`: the block becomes one folded line.
+    let lines: Vec<&str> = env.lines().collect();
+    let mut cases = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with('#')
+            || !["key: |", "_private: |", "encrypt: |", "vault_sign: |"]
+                .iter()
+                .any(|k| t.ends_with(k))
+        {
+            continue;
+        }
+        let secrets: Vec<&str> = lines[i + 1..]
+            .iter()
+            .map(|l| l.trim())
+            .take_while(|l| !l.starts_with("-----END"))
+            .filter(|l| l.len() >= 40)
+            .collect();
+        let mut pasted: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        pasted[i] = line.replace(": |", &format!(": {}", lines[i + 1].trim()));
+        pasted.remove(i + 1);
+        let r = check(&(pasted.join("\n") + "\n"));
+        let key = t.split(':').next().unwrap();
+        assert_bad_input(&r, &format!("env.yml:{}:", i + 1));
+        assert!(r.stderr.contains(&format!("{key}: ")), "{}", r.stderr);
+        for s in &secrets {
+            assert!(!r.stderr.contains(&s[..20]), "a secret line shown:\n{}", r.stderr);
+        }
+        cases += 1;
+    }
+    assert!(cases >= 6, "{cases}");
+
+    let url = env.lines().find(|l| l.trim_start().starts_with("url: ")).unwrap();
+    for bad in [
+        "backup:hunter2secret@backup.example.org/ecs",
+        "s_f_t_p://backup:hunter2secret@host/ecs",
+    ] {
+        let r = check(&env.replacen(url, &format!("    url: {bad}"), 1));
+        assert_bad_input(&r, "appliance.backup.url: expected a duplicity URL");
+        assert!(!r.stderr.contains("hunter2secret"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn hostile_files_are_refused_at_once_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // "Billion laughs" in 1 KB: 9^10 strings once every alias is expanded.
+    let mut bomb = String::from("#cloud-config\na0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+    for level in 1..10 {
+        let items = vec![format!("*a{}", level - 1); 9].join(",");
+        bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+    }
+    assert!(bomb.len() < 1024);
+    let bomb_path = dir.path().join("bomb.yml");
+    std::fs::write(&bomb_path, &bomb).unwrap();
+    let big = dir.path().join("big.yml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(50 * 1024 * 1024)
+        .unwrap();
+    let fifo = dir.path().join("fifo.yml");
+    tool("mkfifo", "coreutils").arg(&fifo).run_checked().unwrap();
+    // A writer that never closes: a blocking read would wait for it forever.
+    let _writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let sub = dir.path().join("env.yml.d");
+    std::fs::create_dir(&sub).unwrap();
+    for (path, needle) in [
+        (
+            bomb_path.as_path(),
+            "the document grows past the limit of 100000 values",
+        ),
+        (big.as_path(), "larger than the limit of 4 MiB"),
+        (
+            std::path::Path::new("/dev/zero"),
+            "reading /dev/zero: a character device, not a regular file",
+        ),
+        (fifo.as_path(), "a FIFO (named pipe), not a regular file"),
+        (sub.as_path(), "a directory, not a regular file"),
+    ] {
+        assert_bad_input(&check_capped(path), needle);
+    }
+    // The other commands that read an env.yml (or a file merged into one) refuse them too.
+    let out = dir.path().join("seed.iso");
+    let r = run(ecs_build().args(["config", "seed", "/dev/zero", "-o"]).arg(&out));
+    assert_bad_input(&r, "reading /dev/zero: a character device, not a regular file");
+    let r = run(ecs_build()
+        .args(["config", "new", "--domain", "ecs.example.org", "--extra"])
+        .arg(&fifo)
+        .arg("--out")
+        .arg(dir.path().join("cfg")));
+    assert_bad_input(&r, "a FIFO (named pipe), not a regular file");
+    let r = run(ecs_build()
+        .args(["config", "print", "/dev/zero", "-o"])
+        .arg(dir.path().join("p.pdf")));
+    assert_bad_input(&r, "a character device, not a regular file");
+    assert!(!out.exists() && !dir.path().join("cfg").exists() && !dir.path().join("p.pdf").exists());
+}
+
+#[test]
+fn booleans_cloud_init_reads_differently_are_refused() {
+    let original = std::fs::read_to_string(original_fixture()).unwrap();
+    let text = original.replacen("disable_root: false", "disable_root: y", 1);
+    assert_ne!(text, original);
+    assert_bad_input(
+        &check(&text),
+        &format!(
+            "env.yml:{}:15: disable_root: `y` is not a boolean to cloud-init's YAML 1.1 parser",
+            line_of(&text, "disable_root: y")
+        ),
+    );
+    let r = check(&original.replacen("disable_root: false", "disable_root: off", 1));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -16,6 +16,19 @@ pub struct Key {
     pub doc: &'static str,
     /// Shown as a commented-out example in env.yml when the key is absent.
     pub example: &'static str,
+    /// Whether error messages may quote the value (see `Secret`).
+    pub secret: Secret,
+}
+
+/// How much of a key's value an error message may show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// Anything (capped in length).
+    No,
+    /// Never the value: at most its length and, for long values, a short sha256 fingerprint.
+    Value,
+    /// A URL that may carry a password: shown with the password replaced by `***`.
+    Url,
 }
 
 impl Key {
@@ -48,6 +61,30 @@ pub use table::{KEYS, LEGACY};
 
 pub fn key(path: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.path == path)
+}
+
+/// How much an error about the key at `pattern` (indices written `[]`) may show of its value.
+/// `ssh_keys.*_private` covers the host key types the table does not list.
+pub fn secret(pattern: &str) -> Secret {
+    if let Some(name) = pattern.strip_prefix("ssh_keys.")
+        && name.ends_with("_private")
+    {
+        return Secret::Value;
+    }
+    key(pattern).map_or(Secret::No, |k| k.secret)
+}
+
+/// Whether a secret key sits somewhere below `pattern` ("" is the top level): a scalar written
+/// there may be secret text pasted one level too high.
+pub fn holds_secrets(pattern: &str) -> bool {
+    pattern.is_empty()
+        || pattern == "ssh_keys"
+        || KEYS.iter().any(|k| {
+            k.secret != Secret::No
+                && k.path
+                    .strip_prefix(pattern)
+                    .is_some_and(|r| r.starts_with(['.', '[']))
+        })
 }
 
 pub fn legacy(path: &str) -> Option<&'static str> {
@@ -138,6 +175,43 @@ mod tests {
                 "{} has no parent entry",
                 k.path
             );
+        }
+    }
+
+    #[test]
+    fn secrets_are_marked() {
+        for path in [
+            "ssh_keys.rsa_private",
+            "ssh_keys.ecdsa_private",
+            "appliance.ssl.key",
+            "appliance.dkim.key",
+            "appliance.backup.encrypt",
+            "appliance.extra.files[].contents",
+            "ecs.settings",
+            "ecs.vault_sign",
+        ] {
+            assert_eq!(secret(path), Secret::Value, "{path}");
+        }
+        assert_eq!(secret("appliance.backup.url"), Secret::Url);
+        assert_eq!(secret("appliance.domain"), Secret::No);
+        assert_eq!(secret("ssh_keys.rsa_public"), Secret::No);
+        for path in [
+            "",
+            "appliance",
+            "appliance.dkim",
+            "appliance.extra.files",
+            "ssh_keys",
+            "ecs",
+        ] {
+            assert!(holds_secrets(path), "{path}");
+        }
+        for path in [
+            "appliance.metric",
+            "appliance.domain",
+            "appliance.dkim.key",
+            "appliance.ssl.letsencrypt",
+        ] {
+            assert!(!holds_secrets(path), "{path}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! The table itself: every env.yml key, and the original appliance's keys we treat differently.
 
-use super::Key;
+use super::{Key, Secret};
 
 const fn k(
     path: &'static str,
@@ -17,6 +17,7 @@ const fn k(
         reader,
         doc,
         example: "",
+        secret: Secret::No,
     }
 }
 
@@ -29,11 +30,28 @@ const fn req(path: &'static str, ty: &'static str, reader: &'static str, doc: &'
         reader,
         doc,
         example: "",
+        secret: Secret::No,
     }
 }
 
 const fn ex(key: Key, example: &'static str) -> Key {
     Key { example, ..key }
+}
+
+/// A key whose value errors never show (key material, passwords, code holding secrets).
+const fn secret(key: Key) -> Key {
+    Key {
+        secret: Secret::Value,
+        ..key
+    }
+}
+
+/// A URL that may carry a password: errors show it with the password hidden.
+const fn url(key: Key) -> Key {
+    Key {
+        secret: Secret::Url,
+        ..key
+    }
 }
 
 /// All keys, in the order env.yml lists them.
@@ -52,13 +70,13 @@ pub const KEYS: &[Key] = &[
         "cloud-init (ssh module)",
         "The appliance's SSH host keys, generated with the config so their fingerprints are known before\nfirst boot. Keys: {ed25519,rsa,ecdsa}_{private,public,certificate}.",
     ),
-    k(
+    secret(k(
         "ssh_keys.ed25519_private",
         "string (OpenSSH private key)",
         "",
         "cloud-init",
         "ed25519 host key.",
-    ),
+    )),
     k(
         "ssh_keys.ed25519_public",
         "string (OpenSSH public key)",
@@ -66,13 +84,13 @@ pub const KEYS: &[Key] = &[
         "cloud-init",
         "ed25519 host public key.",
     ),
-    k(
+    secret(k(
         "ssh_keys.rsa_private",
         "string (OpenSSH private key)",
         "",
         "cloud-init",
         "RSA host key.",
-    ),
+    )),
     k(
         "ssh_keys.rsa_public",
         "string (OpenSSH public key)",
@@ -134,7 +152,7 @@ pub const KEYS: &[Key] = &[
         "ecs-agent (nginx ssl_verify_client)",
         "true: every request needs a client certificate (nginx `ssl_verify_client on`), else `optional`.",
     ),
-    ex(
+    secret(ex(
         k(
             "appliance.ssl.key",
             "string (PEM private key)",
@@ -143,7 +161,7 @@ pub const KEYS: &[Key] = &[
             "A TLS private key to use instead of ACME (PEM contents, not a file name); needs ssl.cert.",
         ),
         "key: |\n  -----BEGIN PRIVATE KEY-----\n  ...\n  -----END PRIVATE KEY-----",
-    ),
+    )),
     ex(
         k(
             "appliance.ssl.cert",
@@ -168,13 +186,13 @@ pub const KEYS: &[Key] = &[
         "ecs-agent",
         "CA certificate.",
     ),
-    k(
+    secret(k(
         "appliance.ssl.client_ca.key",
         "string (PEM private key)",
         "",
         "ecs-agent",
         "CA private key (ECDSA P-256, PKCS#8).",
-    ),
+    )),
     ex(
         k(
             "appliance.sentry",
@@ -185,13 +203,13 @@ pub const KEYS: &[Key] = &[
         ),
         "sentry:\n  dsn: 'https://key@sentry.example.org/1'",
     ),
-    req(
+    url(req(
         "appliance.sentry.dsn",
         "string (URL)",
         "ecs-agent",
         "Sentry DSN; may equal SENTRY_DSN in ecs.settings.",
-    ),
-    ex(
+    )),
+    secret(ex(
         k(
             "appliance.compose",
             "string (compose file)",
@@ -200,7 +218,7 @@ pub const KEYS: &[Key] = &[
             "A whole compose file with an x-ecs block, replacing the appliance definition the agent ships (docs/agent.md); not passed to the containers.",
         ),
         "compose: |\n  x-ecs: ...\n  services: ...",
-    ),
+    )),
     k(
         "appliance.metric",
         "mapping",
@@ -246,13 +264,13 @@ pub const KEYS: &[Key] = &[
         ),
         "git:\n  source: https://github.com/ecs-org/ecs-appliance.git\n  branch: master",
     ),
-    k(
+    url(k(
         "appliance.git.source",
         "string (git URL)",
         "the agent's built-in source",
         "ecs-agent update-appliance",
         "Repository URL: https://, http://, ssh://, git:// or user@host:path.",
-    ),
+    )),
     k(
         "appliance.git.branch",
         "string",
@@ -290,12 +308,12 @@ pub const KEYS: &[Key] = &[
         "ecs-agent",
         "Where to write the file.",
     ),
-    req(
+    secret(req(
         "appliance.extra.files[].contents",
         "string",
         "ecs-agent",
         "The file's text (`content` is read too, with a warning).",
-    ),
+    )),
     k(
         "appliance.extra.files[].owner",
         "string (user[:group])",
@@ -361,25 +379,25 @@ pub const KEYS: &[Key] = &[
         "ecs-agent (opendkim)",
         "DKIM signing of outgoing mail (selector `default`).",
     ),
-    req(
+    secret(req(
         "appliance.dkim.key",
         "string (PEM RSA private key)",
         "ecs-agent (opendkim); `ecs-build config dns`",
         "RSA-2048 private key; `ecs-build config dns env.yml` prints the TXT record.",
-    ),
+    )),
     req(
         "appliance.backup",
         "mapping",
         "ecs-agent backup, recover",
         "Encrypted backups with duplicity.",
     ),
-    req(
+    url(req(
         "appliance.backup.url",
         "string (duplicity URL)",
         "ecs-agent backup, recover",
         "duplicity target, e.g. sftp://user@host/path or file:///mnt/backup/ecs.",
-    ),
-    ex(
+    )),
+    secret(ex(
         k(
             "appliance.backup.options",
             "string",
@@ -388,7 +406,7 @@ pub const KEYS: &[Key] = &[
             "Extra options passed to duplicity.",
         ),
         "options: '--ssh-options=-oIdentityFile=/root/.ssh/backup'",
-    ),
+    )),
     ex(
         k(
             "appliance.backup.mount",
@@ -417,19 +435,19 @@ pub const KEYS: &[Key] = &[
         "ecs-agent backup",
         "Where to mount it.",
     ),
-    k(
+    secret(k(
         "appliance.backup.mount.options",
         "string",
         "",
         "ecs-agent backup",
         "mount -o options.",
-    ),
-    req(
+    )),
+    secret(req(
         "appliance.backup.encrypt",
         "string (armored OpenPGP secret key)",
         "ecs-agent backup, recover (duplicity via GnuPG)",
         "OpenPGP key `ecs_backup`: backups are encrypted to it.",
-    ),
+    )),
     k(
         "appliance.database",
         "mapping",
@@ -437,13 +455,13 @@ pub const KEYS: &[Key] = &[
         "ecs-agent start (postgres)",
         "The application's login to PostgreSQL over the compose network.",
     ),
-    k(
+    secret(k(
         "appliance.database.password",
         "string (secret, URL-safe characters)",
         "derived from appliance.dkim.key",
         "ecs-agent start (postgres); the app's DATABASE_URL",
         "Password of the database owner role (app), checked with scram-sha-256 for every network\nconnection; 320 random bits from `ecs-build config new`. Without it the agent derives one from\nappliance.dkim.key. Characters: A-Z a-z 0-9 - _ . ~",
-    ),
+    )),
     req(
         "ecs",
         "mapping",
@@ -457,13 +475,13 @@ pub const KEYS: &[Key] = &[
         "ecs-agent update-ecs",
         "Where the ECS source comes from.",
     ),
-    k(
+    url(k(
         "ecs.git.source",
         "string (git URL)",
         "https://github.com/ecs-org/ecs.git",
         "ecs-agent update-ecs",
         "Repository URL: https://, http://, ssh://, git:// or user@host:path.",
-    ),
+    )),
     k(
         "ecs.git.branch",
         "string",
@@ -568,24 +586,24 @@ pub const KEYS: &[Key] = &[
         "ecs-agent create-first-user",
         "f or m.",
     ),
-    req(
+    secret(req(
         "ecs.settings",
         "string (Python code)",
         "ECS (ECS_SETTINGS, run by ecs/settings.py)",
         "ECS's local settings: DOMAIN, secrets (SECRET_KEY, REGISTRATION_SECRET, PASSWORD_RESET_SECRET),\nmail backends, ETHICS_COMMISSION_UUID. Use the smtp EmailBackend for production.",
-    ),
-    req(
+    )),
+    secret(req(
         "ecs.vault_encrypt",
         "string (armored OpenPGP secret key)",
         "ECS (storage vault)",
         "OpenPGP key `ecs_mediaserver`: encrypts the document vault.",
-    ),
-    req(
+    )),
+    secret(req(
         "ecs.vault_sign",
         "string (armored OpenPGP secret key)",
         "ECS (storage vault)",
         "OpenPGP key `ecs_authority`: signs the document vault.",
-    ),
+    )),
 ];
 
 /// Keys of the original appliance that we read differently or not at all: accepted, with a

@@ -37,7 +37,7 @@ pub struct NewArgs {
 
 /// Reads an operator's public key file: every non-comment line must be an OpenSSH public key.
 fn read_ssh_keys(path: &Path) -> anyhow::Result<Vec<keygen::AuthorizedKey>> {
-    let text = fs::read_to_string(path)
+    let text = read_env_text(path)
         .map_err(|e| BadInput::new(format!("--ssh-key {}: reading: {e}", path.display())))?;
     let mut keys = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -57,6 +57,12 @@ fn read_ssh_keys(path: &Path) -> anyhow::Result<Vec<keygen::AuthorizedKey>> {
         .into());
     }
     Ok(keys)
+}
+
+/// An env.yml-sized text file: a regular file, at most `MAX_ENV_BYTES`, UTF-8.
+fn read_env_text(path: &Path) -> std::io::Result<String> {
+    let bytes = host_util::read_regular(path, appliance_env::MAX_ENV_BYTES as u64)?;
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 fn bad_env(err: appliance_env::EnvError) -> anyhow::Error {
@@ -130,7 +136,7 @@ impl NewArgs {
         }
         let extra = match &self.extra {
             Some(path) => Some((
-                fs::read_to_string(path)
+                read_env_text(path)
                     .map_err(|e| BadInput::new(format!("--extra {}: reading: {e}", path.display())))?,
                 path.display().to_string(),
             )),
@@ -233,8 +239,8 @@ impl SeedArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let mut outputs = Outputs::new(self.force);
         let temp = outputs.add(&self.output, true)?;
-        let bytes =
-            fs::read(&self.env).map_err(|e| BadInput::new(format!("reading {}: {e}", self.env.display())))?;
+        let bytes = host_util::read_regular(&self.env, appliance_env::MAX_ENV_BYTES as u64)
+            .map_err(|e| BadInput::new(format!("reading {}: {e}", self.env.display())))?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|e| BadInput::new(format!("{}: expected UTF-8 text: {e}", self.env.display())))?;
         let (env, warnings) = Env::from_yaml_str(text, &self.env.display().to_string()).map_err(bad_env)?;

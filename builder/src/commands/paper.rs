@@ -28,7 +28,8 @@ impl PrintArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let mut outputs = Outputs::new(self.force);
         let temp = outputs.add(&self.output, true)?;
-        let data = fs::read(&self.env)
+        // Regular files only, env.yml-sized: a FIFO or /dev/zero must not hang or fill memory.
+        let data = host_util::read_regular(&self.env, appliance_env::MAX_ENV_BYTES as u64)
             .map_err(|e| BadInput::new(format!("{}: reading: {e}", self.env.display())))?;
         let title = title_of(&self.env, &data);
         let pdf = paper_backup::print_pdf(&data, &title, crate::epoch::source_date_epoch_or_now()?)

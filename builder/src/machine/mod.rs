@@ -249,54 +249,97 @@ impl fmt::Display for Table {
     }
 }
 
+/// The largest machine.yml read (the commented default is 5 KiB).
+pub const MAX_MACHINE_BYTES: usize = 1024 * 1024;
+
+/// Limits that keep a hostile machine.yml cheap: aliases may not multiply the document (an alias
+/// bomb), nesting stays shallow, and the whole document stays small.
+fn options() -> serde_saphyr::Options {
+    let mut o = serde_saphyr::Options::default();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 100_000;
+    budget.max_nodes = 50_000;
+    budget.max_depth = 32;
+    budget.max_total_scalar_bytes = 4 * MAX_MACHINE_BYTES;
+    budget.max_documents = 1;
+    o.budget = Some(budget);
+    o.alias_limits.max_total_replayed_events = 10_000;
+    o.alias_limits.max_replay_stack_depth = 16;
+    o.with_snippet = false;
+    o
+}
+
 /// Parses machine.yml text; `name` is used in messages.
 pub fn parse(name: &str, text: &str) -> Result<Machine, MachineError> {
+    if text.len() > MAX_MACHINE_BYTES {
+        return Err(MachineError::Parse {
+            path: name.to_string(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "the file is {} bytes, more than the limit of {} MiB for machine.yml",
+                text.len(),
+                MAX_MACHINE_BYTES / (1024 * 1024)
+            ),
+        });
+    }
     if text.trim().is_empty() {
         return Ok(Machine::default());
     }
-    serde_saphyr::from_str::<Machine>(text).map_err(|e| parse_error(name, &e.to_string()))
+    serde_saphyr::from_str_with_options::<Machine>(text, options()).map_err(|e| parse_error(name, &e))
 }
 
-/// serde-saphyr says `error: line L column C: message` followed by a source snippet; keep the
-/// first line in `file:line:column: message` form.
-fn parse_error(name: &str, msg: &str) -> MachineError {
-    let first = msg.lines().next().unwrap_or(msg).trim();
+/// serde-saphyr's message without its trailing position, in `file:line:column: message` form
+/// (line 1 when the parser names no position, e.g. for a budget limit).
+fn parse_error(name: &str, e: &serde_saphyr::Error) -> MachineError {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or(&full).trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    let located = first.strip_prefix("line ").and_then(|rest| {
-        let (line, rest) = rest.split_once(" column ")?;
-        let (column, message) = rest.split_once(": ")?;
-        Some((line.parse().ok()?, column.parse().ok()?, message.to_string()))
-    });
-    match located {
-        Some((line, column, message)) => MachineError::Parse {
-            path: name.to_string(),
-            line,
-            column,
-            message,
-        },
-        None => MachineError::Parse {
-            path: name.to_string(),
-            line: 0,
-            column: 0,
-            message: first.to_string(),
-        },
+    let message = match first.rfind(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    let (line, column) = e
+        .location()
+        .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
+    MachineError::Parse {
+        path: name.to_string(),
+        line,
+        column,
+        message: shorten(message),
     }
+}
+
+/// Messages quote values from the file: at most 200 characters of them.
+fn shorten(message: &str) -> String {
+    let n = message.chars().count();
+    if n <= 200 {
+        return message.to_string();
+    }
+    let head: String = message.chars().take(200).collect();
+    format!("{head}… ({n} characters)")
 }
 
 /// Reads, parses, resolves relative paths against the file's directory, and validates.
 pub fn load(path: &Path) -> Result<LoadedMachine, MachineError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| MachineError::Read {
-        path: name.clone(),
-        source,
+    // A regular file only (not a FIFO, device or directory), and no more than the limit.
+    let bytes =
+        host_util::read_regular(path, MAX_MACHINE_BYTES as u64).map_err(|source| MachineError::Read {
+            path: name.clone(),
+            source,
+        })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        MachineError::Parse {
+            path: name.clone(),
+            line: good.iter().filter(|&&b| b == b'\n').count() + 1,
+            column: String::from_utf8_lossy(&good[line_start..]).chars().count() + 1,
+            message: "expected UTF-8 text, found a byte sequence that is not UTF-8".into(),
+        }
     })?;
-    let text = String::from_utf8(bytes.clone()).map_err(|_| MachineError::Parse {
-        path: name.clone(),
-        line: 0,
-        column: 0,
-        message: "not UTF-8 text".into(),
-    })?;
-    let mut machine = parse(&name, &text)?;
+    let mut machine = parse(&name, text)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
