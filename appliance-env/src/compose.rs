@@ -127,8 +127,10 @@ pub(crate) fn check(text: &str) -> Vec<String> {
     );
     for (key, svc) in named {
         if !services.contains_key(svc) {
+            // Single quotes: a service name is no secret, and `redact` hides the backtick
+            // quotations of appliance.compose (a compose file may carry credentials).
             out.push(format!(
-                "{key}: service `{svc}` is not defined under services (expected one of {})",
+                "{key}: service '{svc}' is not defined under services (expected one of {})",
                 services.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
@@ -236,8 +238,8 @@ mod tests {
                     hooks: {service: web, migrate: []}\n  app: [db, worker]\n  data-dirs: [{path: ../x, owner: app, mode: '0999'}]\n";
         let all = check(text);
         for key in [
-            "x-ecs.hooks.service: service `web`",
-            "x-ecs.app[1]: service `worker`",
+            "x-ecs.hooks.service: service 'web'",
+            "x-ecs.app[1]: service 'worker'",
             "x-ecs.hooks.migrate: expected a command",
             "x-ecs.database.extensions[0]",
             "x-ecs.data-dirs[0].path",

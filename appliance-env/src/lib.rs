@@ -24,8 +24,8 @@ mod validate;
 #[cfg(feature = "keygen")]
 pub mod keygen;
 
-pub use cloud_config::SEED_ENV_FILE;
 pub use calendar::SYSTEMD_ANALYZE;
+pub use cloud_config::SEED_ENV_FILE;
 pub use error::{EnvError, Location, Warning};
 pub use load::{HEADER, MAX_ENV_BYTES, read_file, utf8};
 pub use model::*;

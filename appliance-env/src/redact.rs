@@ -39,6 +39,7 @@ pub(crate) fn scrub(e: EnvError) -> EnvError {
             // No key to judge by: short quoted words (`on`, a key name) stay, longer text goes.
             message: hide_long_tokens(&shorten_quoted(&message, MAX_UNKEYED)),
         },
+        EnvError::Several(all) => EnvError::Several(all.into_iter().map(scrub).collect()),
         other => other,
     }
 }

@@ -84,7 +84,9 @@ fn describe(i: usize, cert: &X509Certificate) -> String {
     } else {
         format!("certificate {} of the chain", i + 1)
     };
-    format!("{place} `{}`", cert.subject())
+    // Single quotes: a subject is public, and the secret-key filter (`redact`) hides backtick
+    // and double-quoted text in messages about ssl.key.
+    format!("{place} '{}'", cert.subject())
 }
 
 /// The certificate's DNS names cover `domain`, exactly or by a `*.` wildcard for one label.

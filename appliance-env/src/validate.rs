@@ -429,8 +429,9 @@ fn settings_domain(settings: &str, domain: &str) -> Result<(), String> {
         if let Some(found) = quoted
             && found != domain
         {
+            // Single quotes: the settings are secret, and `redact` hides their backtick quotations.
             return Err(format!(
-                "line {} of the settings sets DOMAIN = '{found}', but appliance.domain is `{domain}`; expected the same domain",
+                "line {} of the settings sets DOMAIN = '{found}', but appliance.domain is '{domain}'; expected the same domain",
                 i + 1
             ));
         }

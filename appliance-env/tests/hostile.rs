@@ -378,6 +378,11 @@ fn assert_located(text: &str, result: Result<(Env, Vec<appliance_env::Warning>),
                 mutate::last_line(text)
             );
         }
+        Err(EnvError::Several(all)) => {
+            for e in all {
+                assert_located(text, Err(e));
+            }
+        }
         Err(e) => panic!("unexpected error kind: {e}"),
     }
 }
@@ -408,10 +413,7 @@ fn mutated_env_never_panics_and_errors_name_a_line() {
             let body = text.strip_prefix("#cloud-config\n").unwrap_or(&text);
             match base.merge_yaml_str(body, "extra.yml") {
                 Ok(_) => {}
-                Err(EnvError::Syntax { at, .. } | EnvError::Invalid { at, .. }) => {
-                    prop_assert!(at.line >= 1 && at.line <= mutate::last_line(body), "{}", at.line);
-                }
-                Err(other) => panic!("{other}"),
+                Err(e) => assert_located(body, Err(e)),
             }
             Ok(())
         })

@@ -164,7 +164,7 @@ fn tls_pair_made_by_openssl_passes_and_each_misfit_is_named() {
         "{m}"
     );
     assert!(
-        m.contains("is not the key of the certificate `CN=ecs.example.org`"),
+        m.contains("is not the key of the certificate 'CN=ecs.example.org'"),
         "{m}"
     );
     // The key's PKCS#1 form is the same key.
@@ -283,11 +283,11 @@ fn compose_is_checked_against_the_x_ecs_definition() {
     let all = problems(&text);
     assert_eq!(all.len(), 2, "{all:#?}");
     assert!(
-        all[0].contains("appliance.compose: x-ecs.hooks.service: service `wbe` is not defined"),
+        all[0].contains("appliance.compose: x-ecs.hooks.service: service 'wbe' is not defined"),
         "{all:#?}"
     );
     assert!(
-        all[1].contains("appliance.compose: x-ecs.app[1]: service `worker` is not defined"),
+        all[1].contains("appliance.compose: x-ecs.app[1]: service 'worker' is not defined"),
         "{all:#?}"
     );
 }
@@ -297,7 +297,7 @@ fn ecs_domain_setting_must_be_appliance_domain() {
     let text = ORIGINAL.replace("DOMAIN = 'ecs.example.org'", "DOMAIN = 'old.example.org'");
     let m = problem(&text, "ecs.settings");
     assert!(
-        m.contains("line 1 of the settings sets DOMAIN = 'old.example.org', but appliance.domain is `ecs.example.org`"),
+        m.contains("line 1 of the settings sets DOMAIN = 'old.example.org', but appliance.domain is 'ecs.example.org'"),
         "{m}"
     );
     let text = ORIGINAL.replace(
