@@ -23,6 +23,10 @@ pub struct DataArgs {
     /// Seed for UUIDs (reproducible output).
     #[arg(long)]
     pub seed: Option<String>,
+    /// The appliance (its appliance.domain) that owns the disk: recorded as the VG tag
+    /// `ecs-appliance:DOMAIN`. The agent refuses a disk owned by another appliance, or by none.
+    #[arg(long, value_name = "DOMAIN")]
+    pub owner: Option<String>,
     /// Output raw disk image(s).
     #[arg(short, long, required = true)]
     pub output: Vec<PathBuf>,
@@ -42,12 +46,22 @@ impl DataArgs {
                 s
             }
         };
-        let plan = DataDiskPlan::new(
+        let mut plan = DataDiskPlan::new(
             size,
             self.raid1,
             Seed(seed),
             crate::epoch::source_date_epoch_or_now()?,
         );
+        match &self.owner {
+            Some(domain) => {
+                appliance_env::check_domain(domain)
+                    .map_err(|e| BadInput::new(format!("--owner {domain:?}: {e}")))?;
+                plan.vg_tags.push(format!("ecs-appliance:{}", domain.to_ascii_lowercase()));
+            }
+            None => tracing::warn!(
+                "no --owner: the disk carries no owner tag, and an appliance takes it only with appliance.storage.adopt: true"
+            ),
+        }
         let report = match write_data_disks(&plan, &self.output) {
             Ok(r) => r,
             Err(DataDiskError::Plan(e)) => return Err(BadInput::new(e.0).into()),
@@ -102,6 +116,7 @@ mod tests {
             size: size.into(),
             raid1,
             seed: Some("cli".into()),
+            owner: None,
             output: outputs,
         }
     }
@@ -128,6 +143,13 @@ mod tests {
             (
                 args("64M", false, vec![a.clone(), dir.path().join("b.raw")]),
                 "exactly 1 output",
+            ),
+            (
+                DataArgs {
+                    owner: Some("not a domain!".into()),
+                    ..args("64M", false, vec![a.clone()])
+                },
+                "--owner \"not a domain!\"",
             ),
         ] {
             let err = args.run().unwrap_err();
