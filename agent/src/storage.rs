@@ -12,7 +12,7 @@
 mod disks;
 mod owner;
 
-pub use disks::{BlockDev, Facts, Lsblk, check_listed, candidates, parse as parse_lsblk, unfit};
+pub use disks::{BlockDev, Facts, Lsblk, candidates, check_listed, facts, lsblk, parse as parse_lsblk, unfit};
 pub use owner::{TAG_PREFIX, tag as owner_tag};
 
 use std::io::{Read, Seek, SeekFrom};
@@ -85,6 +85,10 @@ pub fn ends_are_zero(dev: &Path) -> anyhow::Result<bool> {
     let err = |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", dev.display());
     let mut f = std::fs::File::open(dev).map_err(|e| err("open", e))?;
     let size = f.seek(SeekFrom::End(0)).map_err(|e| err("seek in", e))?;
+    // An unbound loop device or an empty drive opens fine and reads nothing.
+    if size == 0 {
+        bail!("cannot read {}: it has no media (size 0)", dev.display());
+    }
     let mut buf = vec![0u8; ZERO_CHECK.min(size) as usize];
     for at in [0, size.saturating_sub(ZERO_CHECK)] {
         f.seek(SeekFrom::Start(at)).map_err(|e| err("seek in", e))?;

@@ -42,14 +42,14 @@ struct ReportPart {
 }
 
 /// lvm2's options for a command restricted to `devices` (the context's data disks), so a test
-/// host's other PVs are neither seen nor touched.
+/// host's other PVs are neither seen nor touched, and no metadata backup is written to its /etc.
 pub fn restrict(devices: Option<&[PathBuf]>) -> Vec<String> {
     match devices {
         Some(list) if !list.is_empty() => {
             let names: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
             vec![
                 "--config".into(),
-                "devices{use_devicesfile=0}".into(),
+                "devices{use_devicesfile=0} backup{backup=0 archive=0}".into(),
                 "--devices".into(),
                 names.join(","),
             ]
