@@ -12,7 +12,9 @@
 mod disks;
 mod owner;
 
-pub use disks::{BlockDev, Facts, Lsblk, candidates, check_listed, facts, lsblk, parse as parse_lsblk, unfit};
+pub use disks::{
+    BlockDev, Facts, Lsblk, candidates, check_listed, facts, lsblk, parse as parse_lsblk, unfit,
+};
 pub use owner::{TAG_PREFIX, tag as owner_tag};
 
 use std::io::{Read, Seek, SeekFrom};
@@ -601,10 +603,14 @@ fn run_devices(ctx: &Context, settings: &Settings) -> anyhow::Result<String> {
                          nothing is created"
                     );
                 }
-                let root = disks::root_source()?
-                    .with_context(|| format!("no LABEL={VOLATILE_LABEL} and / is not on a block device to add it to"))?;
+                let root = disks::root_source()?.with_context(|| {
+                    format!("no LABEL={VOLATILE_LABEL} and / is not on a block device to add it to")
+                })?;
                 let system = disks::disk_of(&tree, &root).with_context(|| {
-                    format!("no LABEL={VOLATILE_LABEL} and no disk found under / ({})", root.display())
+                    format!(
+                        "no LABEL={VOLATILE_LABEL} and no disk found under / ({})",
+                        root.display()
+                    )
                 })?;
                 // A context that lists disks (tests) never has the host's system disk changed.
                 if only.is_some_and(|l| !l.contains(&system)) {

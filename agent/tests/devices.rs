@@ -294,7 +294,8 @@ fn checksums_of_device(dev: &Path) -> String {
 /// The storage step on real devices, restricted to `disk` (the test-only path).
 fn on_devices(a: &mut Appliance, disk: &Loop) {
     a.extra_context.push("storage: devices".into());
-    a.extra_context.push(format!("data-disks: [{}]", disk.0.display()));
+    a.extra_context
+        .push(format!("data-disks: [{}]", disk.0.display()));
     a.extra_context.push("allow-loop-disks: true".into());
 }
 
@@ -376,13 +377,23 @@ fn a_loop_device_is_never_a_candidate_by_discovery() {
     if let Some(root) = &facts.root {
         let found = storage::candidates(&tree, &facts);
         for d in tree.blockdevices.iter().filter(|d| holds(d, root)) {
-            assert!(!found.contains(&PathBuf::from(&d.path)), "{} holds / : {found:?}", d.path);
+            assert!(
+                !found.contains(&PathBuf::from(&d.path)),
+                "{} holds / : {found:?}",
+                d.path
+            );
         }
     }
     // Named explicitly, a loop device needs the test-only switch.
     let listed = std::slice::from_ref(&disk.0);
     let e = storage::check_listed(&tree, &storage::facts(false).unwrap(), listed, &|_| None).unwrap_err();
-    assert_eq!(e, [format!("{} is a loop device: it is never used for data", disk.0.display())]);
+    assert_eq!(
+        e,
+        [format!(
+            "{} is a loop device: it is never used for data",
+            disk.0.display()
+        )]
+    );
     assert!(storage::check_listed(&tree, &storage::facts(true).unwrap(), listed, &|_| None).is_ok());
 }
 
@@ -399,19 +410,26 @@ fn data_without_a_signature_is_refused_and_an_unreadable_path_is_an_error() {
         }
         let disk = Loop::attach(&img);
         assert_eq!(storage::probe(&disk.0).unwrap(), Signature::Data, "{name}");
-        let e = storage::check_disks(std::slice::from_ref(&disk.0)).unwrap_err().to_string();
+        let e = storage::check_disks(std::slice::from_ref(&disk.0))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(&format!("{} carries data in no known format", disk.0.display())),
             "{e}"
         );
-        let e = storage::format_blank(&disk.0, storage::DATA_LABEL).unwrap_err().to_string();
+        let e = storage::format_blank(&disk.0, storage::DATA_LABEL)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no known format"), "{e}");
     }
     // A path that cannot be opened is not "blank" (blkid says "nothing found" for it too).
     let missing = dir.path().join("no-such-disk");
     let e = format!("{:#}", storage::probe(&missing).unwrap_err());
     assert!(e.contains(&format!("cannot open {}", missing.display())), "{e}");
-    let e = format!("{:#}", storage::check_disks(std::slice::from_ref(&missing)).unwrap_err());
+    let e = format!(
+        "{:#}",
+        storage::check_disks(std::slice::from_ref(&missing)).unwrap_err()
+    );
     assert!(e.contains("no-such-disk"), "{e}");
     // A loop node with nothing bound to it: opening it fails (ENXIO).
     let free = tool(LOSETUP).arg("-f").run_stdout().unwrap();
@@ -495,7 +513,9 @@ fn create_false_creates_nothing_on_a_blank_disk() {
     let (state, msg) = a.step_state("storage");
     assert_eq!(state, "failed");
     assert!(
-        msg.contains("no filesystem LABEL=ecs-data found, and appliance.storage.create is false: nothing is created"),
+        msg.contains(
+            "no filesystem LABEL=ecs-data found, and appliance.storage.create is false: nothing is created"
+        ),
         "{msg}"
     );
     assert_eq!(storage::probe(&disk.0).unwrap(), Signature::Blank);

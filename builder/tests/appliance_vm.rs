@@ -456,7 +456,9 @@ fn two_blank_disks_get_a_raid1_mirror_that_assembles_after_a_reboot() {
 fn foreign_data_disk(path: &Path, owner: &str) {
     std::fs::remove_file(path).unwrap();
     let out = Command::new(workspace_binary("ecs-build"))
-        .args(["disk", "data", "--size", "4G", "--seed", "foreign", "--owner", owner, "-o"])
+        .args([
+            "disk", "data", "--size", "4G", "--seed", "foreign", "--owner", owner, "-o",
+        ])
         .arg(path)
         .output()
         .unwrap();

@@ -229,7 +229,9 @@ fn vg_tags_are_read_by_vgs() {
     p.vg_tags = vec!["ecs-appliance:another.test".into()];
     write_data_disks(&p, std::slice::from_ref(&disk)).unwrap();
     let lo = Loop::attach(&disk, 0, None);
-    let vgs = run(lo.lvm("vgs").args(["--reportformat", "json", "-o", "vg_name,vg_tags"]));
+    let vgs = run(lo
+        .lvm("vgs")
+        .args(["--reportformat", "json", "-o", "vg_name,vg_tags"]));
     let vg = &report_rows(&vgs, "vg")[0];
     assert_eq!(vg["vg_name"], "permanent", "{vgs}");
     assert_eq!(vg["vg_tags"], "ecs-appliance:another.test", "{vgs}");

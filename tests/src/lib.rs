@@ -79,20 +79,11 @@ impl Vm {
         let mut cmd = SETPRIV.command()?;
         // setpriv execs qemu, so the child's pid is qemu's.
         cmd.args(["--pdeathsig", "KILL", "--"]).arg(QEMU.path()?);
-        cmd.args([
-            "-accel",
-            "tcg",
-            "-machine",
-            "pc",
-            "-cpu",
-            "max",
-            "-no-reboot",
-        ]);
+        cmd.args(["-accel", "tcg", "-machine", "pc", "-cpu", "max", "-no-reboot"]);
         if !config.default_devices {
             cmd.arg("-nodefaults");
         }
-        cmd
-        .args([
+        cmd.args([
             "-m",
             &config.memory_mib.to_string(),
             "-smp",

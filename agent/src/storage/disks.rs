@@ -132,7 +132,11 @@ pub fn unfit(dev: &BlockDev, facts: &Facts) -> Option<String> {
     if dev.ro {
         return Some("read-only (RO)".into());
     }
-    if let Some(tran) = dev.tran.as_deref().filter(|t| ["usb", "mmc", "ieee1394"].contains(t)) {
+    if let Some(tran) = dev
+        .tran
+        .as_deref()
+        .filter(|t| ["usb", "mmc", "ieee1394"].contains(t))
+    {
         return Some(format!("hot-pluggable media on {tran}"));
     }
     if dev.size < MIN_SIZE {
@@ -143,11 +147,19 @@ pub fn unfit(dev: &BlockDev, facts: &Facts) -> Option<String> {
     {
         return Some("the disk of the root filesystem".into());
     }
-    if dev.any(&|d| d.label.as_deref().is_some_and(|l| l.eq_ignore_ascii_case("cidata"))) {
+    if dev.any(&|d| {
+        d.label
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case("cidata"))
+    }) {
         return Some("the seed (LABEL=cidata)".into());
     }
     // An md array appears as a child of each member disk.
-    if let Some(md) = dev.children.iter().find(|c| c.kind.starts_with("raid") || c.kind == "linear") {
+    if let Some(md) = dev
+        .children
+        .iter()
+        .find(|c| c.kind.starts_with("raid") || c.kind == "linear")
+    {
         return Some(format!("a member of the md array {} in use", md.path));
     }
     None
@@ -205,7 +217,10 @@ pub fn check_listed(
 
 /// `lsblk`'s tree of every block device.
 pub fn lsblk() -> anyhow::Result<Lsblk> {
-    let json = LSBLK.command()?.args(["-J", "-b", "-o", LSBLK_COLUMNS]).run_stdout()?;
+    let json = LSBLK
+        .command()?
+        .args(["-J", "-b", "-o", LSBLK_COLUMNS])
+        .run_stdout()?;
     parse(&json)
 }
 
@@ -222,7 +237,10 @@ pub fn majmin(path: &Path) -> Option<String> {
 
 /// The device mounted on `/` (`findmnt`, not a label: any disk may carry `cloudimg-rootfs`).
 pub fn root_source() -> anyhow::Result<Option<PathBuf>> {
-    let out = FINDMNT.command()?.args(["-n", "-o", "SOURCE", "/"]).run_stdout()?;
+    let out = FINDMNT
+        .command()?
+        .args(["-n", "-o", "SOURCE", "/"])
+        .run_stdout()?;
     // btrfs appends the subvolume: /dev/vda1[/@].
     let source = out.trim().split('[').next().unwrap_or("").trim();
     Ok(source.starts_with('/').then(|| PathBuf::from(source)))
@@ -310,11 +328,21 @@ mod tests {
         assert_eq!(candidates(&tree, &facts), vec![PathBuf::from("/dev/vdb")]);
         let root = Some("254:1");
         assert_eq!(why(QEMU_DEFAULT, "fd0", root).unwrap(), "a floppy drive");
-        assert_eq!(why(QEMU_DEFAULT, "sr0", root).unwrap(), "not a whole disk (TYPE rom)");
+        assert_eq!(
+            why(QEMU_DEFAULT, "sr0", root).unwrap(),
+            "not a whole disk (TYPE rom)"
+        );
         assert_eq!(why(QEMU_DEFAULT, "zram0", root).unwrap(), "a RAM disk");
-        assert_eq!(why(QEMU_DEFAULT, "vda", root).unwrap(), "the disk of the root filesystem");
+        assert_eq!(
+            why(QEMU_DEFAULT, "vda", root).unwrap(),
+            "the disk of the root filesystem"
+        );
         assert_eq!(why(QEMU_DEFAULT, "vdc", root).unwrap(), "read-only (RO)");
-        assert!(why(QEMU_DEFAULT, "vdd", root).unwrap().starts_with("smaller than 1 GiB"));
+        assert!(
+            why(QEMU_DEFAULT, "vdd", root)
+                .unwrap()
+                .starts_with("smaller than 1 GiB")
+        );
         // Without a root found (e.g. root on overlayfs) vda passes this filter; the blank
         // check then refuses it loudly, untouched.
         assert_eq!(why(QEMU_DEFAULT, "vda", None), None);
@@ -330,8 +358,14 @@ mod tests {
         assert_eq!(candidates(&tree, &facts), vec![PathBuf::from("/dev/nvme1n1")]);
         let root = Some("259:1");
         assert_eq!(why(NVME_OLD_LSBLK, "sda", root).unwrap(), "removable (RM)");
-        assert_eq!(why(NVME_OLD_LSBLK, "sdb", root).unwrap(), "hot-pluggable media on usb");
-        assert_eq!(why(NVME_OLD_LSBLK, "nbd0", root).unwrap(), "a network block device");
+        assert_eq!(
+            why(NVME_OLD_LSBLK, "sdb", root).unwrap(),
+            "hot-pluggable media on usb"
+        );
+        assert_eq!(
+            why(NVME_OLD_LSBLK, "nbd0", root).unwrap(),
+            "a network block device"
+        );
         assert_eq!(why(NVME_OLD_LSBLK, "loop0", root).unwrap(), "a loop device");
         assert_eq!(
             why(NVME_OLD_LSBLK, "nvme0n1", root).unwrap(),
@@ -348,7 +382,10 @@ mod tests {
         };
         assert_eq!(candidates(&tree, &facts), vec![PathBuf::from("/dev/sdd")]);
         for d in ["sda", "sdb"] {
-            assert_eq!(why(MD, d, Some("9:0")).unwrap(), "the disk of the root filesystem");
+            assert_eq!(
+                why(MD, d, Some("9:0")).unwrap(),
+                "the disk of the root filesystem"
+            );
         }
         assert_eq!(
             why(MD, "sdc", Some("9:0")).unwrap(),
@@ -397,7 +434,10 @@ mod tests {
     #[test]
     fn the_disk_of_a_partition() {
         let tree = parse(QEMU_DEFAULT).unwrap();
-        assert_eq!(disk_of(&tree, Path::new("/dev/vda1")), Some(PathBuf::from("/dev/vda")));
+        assert_eq!(
+            disk_of(&tree, Path::new("/dev/vda1")),
+            Some(PathBuf::from("/dev/vda"))
+        );
         assert_eq!(disk_of(&tree, Path::new("/dev/nope")), None);
     }
 }

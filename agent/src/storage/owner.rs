@@ -89,7 +89,12 @@ pub fn owner(rows: &[PvRow], vg: &str, domain: &str) -> (Vec<String>, Owner) {
         return (names, Owner::Absent);
     };
     let ours = tag(domain);
-    let tags: Vec<&str> = first.vg_tags.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    let tags: Vec<&str> = first
+        .vg_tags
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     if tags.contains(&ours.as_str()) {
         return (names, Owner::Ours);
     }
@@ -158,18 +163,27 @@ mod tests {
         let r = rows(PVS);
         assert_eq!(
             owner(&r, "permanent", "appliance.test"),
-            (vec!["/dev/md127".into()], Owner::Foreign(vec!["another.test".into()]))
+            (
+                vec!["/dev/md127".into()],
+                Owner::Foreign(vec!["another.test".into()])
+            )
         );
         assert_eq!(owner(&r, "permanent", "Another.Test").1, Owner::Ours);
         assert_eq!(owner(&r, "other", "appliance.test").1, Owner::Ours);
         assert_eq!(owner(&r, "missing", "appliance.test").1, Owner::Absent);
-        let untagged = rows(r#"{"report":[{"pv":[{"pv_name":"/dev/vdb","vg_name":"permanent","vg_tags":""}]}]}"#);
+        let untagged =
+            rows(r#"{"report":[{"pv":[{"pv_name":"/dev/vdb","vg_name":"permanent","vg_tags":""}]}]}"#);
         assert_eq!(owner(&untagged, "permanent", "a.test").1, Owner::Foreign(vec![]));
     }
 
     #[test]
     fn refusal_names_devices_owner_and_key() {
-        let m = refusal(&["/dev/vdc".into()], "permanent", &["another.test".into()], "appliance.test");
+        let m = refusal(
+            &["/dev/vdc".into()],
+            "permanent",
+            &["another.test".into()],
+            "appliance.test",
+        );
         assert!(m.starts_with("/dev/vdc carries volume group `permanent` of another appliance (owner another.test; this is appliance.test)"), "{m}");
         assert!(m.contains("appliance.storage.adopt: true"), "{m}");
         let m = refusal(&["/dev/vdc".into()], "permanent", &[], "appliance.test");

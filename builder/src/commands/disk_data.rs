@@ -56,7 +56,8 @@ impl DataArgs {
             Some(domain) => {
                 appliance_env::check_domain(domain)
                     .map_err(|e| BadInput::new(format!("--owner {domain:?}: {e}")))?;
-                plan.vg_tags.push(format!("ecs-appliance:{}", domain.to_ascii_lowercase()));
+                plan.vg_tags
+                    .push(format!("ecs-appliance:{}", domain.to_ascii_lowercase()));
             }
             None => tracing::warn!(
                 "no --owner: the disk carries no owner tag, and an appliance takes it only with appliance.storage.adopt: true"

@@ -69,7 +69,8 @@ ConditionPathIsMountPoint=/volatile
 /// No volume group is activated at boot by udev or lvm2's boot services: ecs-agent activates
 /// VG `permanent` itself, and only after its owner tag says it belongs to this appliance (a
 /// foreign data disk attached at boot stays untouched). An explicit `vgchange -ay` still works.
-pub const LVMLOCAL_CONF: &str = "# Written by ecs-build: nothing is autoactivated; ecs-agent activates VG permanent
+pub const LVMLOCAL_CONF: &str =
+    "# Written by ecs-build: nothing is autoactivated; ecs-agent activates VG permanent
 # after checking its owner tag (ecs-appliance:<domain>).
 activation {
 \tauto_activation_volume_list = []
