@@ -193,7 +193,7 @@ fn other_cloud_config_keys_pass_through() {
         "disable_root: false\ntimezone: Europe/Vienna\nruncmd:\n  - [echo, hi]\n",
     );
     let (env, warnings) = load(&text).unwrap();
-    assert_eq!(warnings.len(), 7);
+    assert_eq!(warnings.len(), 6);
     assert_eq!(env.cloud_config["timezone"], serde_json::json!("Europe/Vienna"));
     assert_eq!(env.cloud_config["runcmd"], serde_json::json!([["echo", "hi"]]));
     let (again, _) = load(&env.to_yaml()).unwrap();
