@@ -66,17 +66,6 @@ RequiresMountsFor=/volatile/docker
 ConditionPathIsMountPoint=/volatile
 ";
 
-/// No volume group is activated at boot by udev or lvm2's boot services: ecs-agent activates
-/// VG `permanent` itself, and only after its owner tag says it belongs to this appliance (a
-/// foreign data disk attached at boot stays untouched). An explicit `vgchange -ay` still works.
-pub const LVMLOCAL_CONF: &str =
-    "# Written by ecs-build: nothing is autoactivated; ecs-agent activates VG permanent
-# after checking its owner tag (ecs-appliance:<domain>).
-activation {
-\tauto_activation_volume_list = []
-}
-";
-
 /// Everything the overlay stage adds, and the facts the manifest records about it.
 #[derive(Debug, Clone)]
 pub struct Overlay {
@@ -274,11 +263,6 @@ pub fn build(machine: &Machine) -> anyhow::Result<Overlay> {
         file(
             &format!("{UNIT_DIR}/docker.service.d/ecs-volatile.conf"),
             ExtraKind::Bytes(DOCKER_DROP_IN.into()),
-            0o644,
-        ),
-        file(
-            "/etc/lvm/lvmlocal.conf",
-            ExtraKind::Bytes(LVMLOCAL_CONF.into()),
             0o644,
         ),
         // Masked: ecs-frontend.service (the agent's) runs nginx with its own config on port 80.
