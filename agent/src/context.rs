@@ -39,6 +39,9 @@ pub struct Context {
     /// Only these disks are considered for /data when it must be created (default: every
     /// writable whole disk except the system disk).
     pub data_disks: Option<Vec<PathBuf>>,
+    /// Host tests only: loop devices named in `data-disks` are accepted as whole disks (the
+    /// other rules still apply). Discovery never offers a loop device, whatever this says.
+    pub allow_loop_disks: bool,
     /// Passed to docker and the compose tool as DOCKER_HOST.
     pub docker_host: String,
     /// The systemd unit of the engine, started after the storage step when the engine does not
@@ -83,6 +86,7 @@ impl Default for Context {
             volatile_dir: "/volatile".into(),
             storage: StorageMode::Devices,
             data_disks: None,
+            allow_loop_disks: false,
             docker_host: "unix:///run/docker.sock".into(),
             docker_unit: Some("docker.service".into()),
             compose_command: None,

@@ -37,6 +37,8 @@ pub struct Settings {
     pub dump_filename: Option<String>,
     /// `appliance.compose`: replaces the shipped appliance definition.
     pub compose: Option<String>,
+    /// `appliance.storage`: create, adopt, ignore.
+    pub storage: appliance_env::Storage,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +96,7 @@ fn settings(env: &Env) -> Settings {
         recover_from_dump: env.ecs.recover.from_dump,
         dump_filename: env.ecs.recover.dump_filename.clone(),
         compose: a.compose.clone(),
+        storage: a.storage.clone(),
     }
 }
 

@@ -257,7 +257,7 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
         println!("ecs-agent: standby");
         return Ok(Outcome::Standby);
     }
-    run.step("storage", |_| Ok(((), storage::run(ctx, true)?)))?;
+    run.step("storage", |_| Ok(((), storage::run(ctx, &settings)?)))?;
     let (compose, def) = run.step("postgres", |_| {
         let (compose, def) = project(ctx, &found.env)?;
         let msg = database::start(ctx, &compose, &def, &found.env.settings.database_password)?;

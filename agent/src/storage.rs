@@ -3,9 +3,21 @@
 //!
 //! Layout (docs/agent.md): volatile is ext4 `LABEL=ecs-volatile` (p2 of the system disk);
 //! data is ext4 `LABEL=ecs-data` on LV `permanent/data` (85% of the VG), the VG on one blank
-//! disk or on an md RAID1 of two. The agent formats only disks that carry no signature at all
-//! (checked with `blkid -p`); anything else it did not expect stops the step with a message.
+//! disk or on an md RAID1 of two, tagged `ecs-appliance:<domain>` for its owner. Only whole,
+//! fixed, writable disks are ever considered (`disks`); a VG `permanent` of another appliance
+//! is refused before anything activates it (`owner`); a disk is blank only when blkid finds no
+//! signature and its first and last MiB read as zeros. Everything is decided before anything
+//! is written, so a refusal leaves every disk as it was.
 
+mod disks;
+mod owner;
+
+pub use disks::{
+    BlockDev, Facts, Lsblk, candidates, check_listed, facts, lsblk, parse as parse_lsblk, unfit,
+};
+pub use owner::{TAG_PREFIX, tag as owner_tag};
+
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -13,9 +25,9 @@ use host_util::{CommandError, CommandExt};
 use serde::Deserialize;
 
 use crate::context::{Context, StorageMode};
+use crate::envfile::Settings;
 use crate::tools::{
-    BLKID, FINDMNT, LSBLK, LVCREATE, MDADM, MKFS_EXT4, MOUNT, PARTX, PVCREATE, SFDISK, UDEVADM, VGCHANGE,
-    VGCREATE,
+    BLKID, FINDMNT, LVCREATE, MDADM, MKFS_EXT4, MOUNT, PARTX, PVCREATE, SFDISK, UDEVADM, VGCHANGE, VGCREATE,
 };
 
 pub const VOLATILE_LABEL: &str = "ecs-volatile";
@@ -51,20 +63,50 @@ pub enum Signature {
         kind: String,
         label: String,
     },
+    /// No signature, but the first or last MiB holds data: a disk in use in no known format.
+    Data,
 }
 
 impl std::fmt::Display for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Signature::Blank => write!(f, "nothing"),
+            Signature::Data => write!(f, "data in no known format (its first or last MiB is not zeros)"),
             Signature::Found { kind, label } if label.is_empty() => write!(f, "{kind}"),
             Signature::Found { kind, label } => write!(f, "{kind} (LABEL={label})"),
         }
     }
 }
 
-/// Probes the device itself (not the blkid cache) for filesystem, RAID, LVM and partition-table signatures.
+/// How much of each end of a device must read as zeros for it to count as blank.
+const ZERO_CHECK: u64 = 1 << 20;
+
+/// Whether the first and last MiB of `dev` read as zeros. A device that cannot be opened or
+/// read is an error naming it, never "blank".
+pub fn ends_are_zero(dev: &Path) -> anyhow::Result<bool> {
+    let err = |what: &str, e: std::io::Error| anyhow::anyhow!("cannot {what} {}: {e}", dev.display());
+    let mut f = std::fs::File::open(dev).map_err(|e| err("open", e))?;
+    let size = f.seek(SeekFrom::End(0)).map_err(|e| err("seek in", e))?;
+    // An unbound loop device or an empty drive opens fine and reads nothing.
+    if size == 0 {
+        bail!("cannot read {}: it has no media (size 0)", dev.display());
+    }
+    let mut buf = vec![0u8; ZERO_CHECK.min(size) as usize];
+    for at in [0, size.saturating_sub(ZERO_CHECK)] {
+        f.seek(SeekFrom::Start(at)).map_err(|e| err("seek in", e))?;
+        f.read_exact(&mut buf).map_err(|e| err("read", e))?;
+        if buf.iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Probes the device itself (not the blkid cache) for filesystem, RAID, LVM and partition-table
+/// signatures, and reads both ends: Blank means no signature and zeros there.
 pub fn probe(dev: &Path) -> anyhow::Result<Signature> {
+    // Read first: blkid's "nothing found" (exit 2) is also what it says for a path it cannot open.
+    let zeros = ends_are_zero(dev)?;
     let out = BLKID
         .command()?
         .arg("-p")
@@ -72,10 +114,11 @@ pub fn probe(dev: &Path) -> anyhow::Result<Signature> {
         .arg("export")
         .arg(dev)
         .run_checked();
+    let blank = if zeros { Signature::Blank } else { Signature::Data };
     let text = match out {
         Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
         // blkid exits 2 when it finds nothing.
-        Err(CommandError::Failed { status, .. }) if status.code() == Some(2) => return Ok(Signature::Blank),
+        Err(CommandError::Failed { status, .. }) if status.code() == Some(2) => return Ok(blank),
         Err(e) => return Err(e).with_context(|| format!("probing {}", dev.display())),
     };
     let field = |name: &str| {
@@ -91,7 +134,7 @@ pub fn probe(dev: &Path) -> anyhow::Result<Signature> {
         !key.is_empty() && key != "DEVNAME" && !key.starts_with("PART_ENTRY_")
     });
     if !about_contents {
-        return Ok(Signature::Blank);
+        return Ok(blank);
     }
     let kind = match (field("TYPE"), field("PTTYPE")) {
         (t, _) if !t.is_empty() => t,
@@ -105,13 +148,20 @@ pub fn probe(dev: &Path) -> anyhow::Result<Signature> {
 }
 
 /// The refusal every formatting path goes through.
-fn refuse(dev: &Path, sig: &Signature) -> anyhow::Error {
-    anyhow::anyhow!(
+fn refusal(dev: &Path, sig: &Signature) -> String {
+    let wipe = match sig {
+        Signature::Data => format!("blkdiscard -z {} (or dd from /dev/zero)", dev.display()),
+        _ => format!("wipefs -a {}", dev.display()),
+    };
+    format!(
         "{} carries {sig}, which the agent did not expect; it formats only blank disks. \
-         If the disk is meant for the appliance, wipe it (wipefs -a {}) and restart; otherwise detach it",
+         If the disk is meant for the appliance, wipe it ({wipe}) and restart; otherwise detach it",
         dev.display(),
-        dev.display()
     )
+}
+
+fn refuse(dev: &Path, sig: &Signature) -> anyhow::Error {
+    anyhow::anyhow!("{}", refusal(dev, sig))
 }
 
 /// Makes an ext4 filesystem with `label` on `dev`, which must be blank.
@@ -163,60 +213,31 @@ pub fn find_label(label: &str) -> anyhow::Result<Option<PathBuf>> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Lsblk {
-    blockdevices: Vec<BlockDev>,
-}
-
-#[derive(Debug, Deserialize)]
-struct BlockDev {
-    path: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    ro: serde_json::Value,
-    #[serde(default)]
-    children: Vec<BlockDev>,
-}
-
-impl BlockDev {
-    fn contains(&self, path: &str) -> bool {
-        self.path == path || self.children.iter().any(|c| c.contains(path))
-    }
-}
-
-/// Whole disks that could hold data: not read-only, not the system disk.
-fn candidate_disks(ctx_disks: Option<&[PathBuf]>, system: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
-    if let Some(list) = ctx_disks {
-        return Ok(list.to_vec());
-    }
-    let json = LSBLK.command()?.args(["-J", "-o", "PATH,TYPE,RO"]).run_stdout()?;
-    let tree: Lsblk = serde_json::from_str(&json).context("parsing lsblk output")?;
-    let system = system.map(|p| p.display().to_string());
-    Ok(tree
-        .blockdevices
-        .into_iter()
-        .filter(|d| d.kind == "disk")
-        .filter(|d| !(d.ro == serde_json::Value::Bool(true) || d.ro == serde_json::json!("1")))
-        .filter(|d| system.as_deref().is_none_or(|s| !d.contains(s)))
-        .map(|d| PathBuf::from(d.path))
-        .collect())
-}
-
-/// A disk the agent may use or must leave alone.
+/// The seed (NoCloud `cidata`): never a data disk, never refused either.
 fn is_seed(sig: &Signature) -> bool {
     matches!(sig, Signature::Found { label, .. } if label.eq_ignore_ascii_case("cidata"))
 }
 
-/// Decides what to do with the data disks: which blank ones to use, or why to stop.
-pub fn plan_data_disks(disks: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// Sorts disks into blank ones (to use) and refusals (each naming its device and what it
+/// carries); the seed is skipped.
+fn sort_disks(disks: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
     let mut blank = Vec::new();
+    let mut refused = Vec::new();
     for d in disks {
         match probe(d)? {
             Signature::Blank => blank.push(d.clone()),
             s if is_seed(&s) => {}
-            s => return Err(refuse(d, &s)),
+            s => refused.push(refusal(d, &s)),
         }
+    }
+    Ok((blank, refused))
+}
+
+/// Decides what to do with the data disks: which blank ones to use, or why to stop.
+pub fn plan_data_disks(disks: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let (mut blank, refused) = sort_disks(disks)?;
+    if !refused.is_empty() {
+        bail!("{}", refused.join("; "));
     }
     if blank.is_empty() {
         bail!("no data found (no LABEL={DATA_LABEL}) and no blank disk to create it on");
@@ -225,8 +246,9 @@ pub fn plan_data_disks(disks: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(blank)
 }
 
-/// Creates md RAID1 (two disks) → LVM VG `permanent` → LV `data` (85%) → ext4 `ecs-data`.
-fn create_data(disks: &[PathBuf]) -> anyhow::Result<PathBuf> {
+/// Creates md RAID1 (two disks) → LVM VG `permanent` tagged for `domain` → LV `data` (85%) →
+/// ext4 `ecs-data`.
+fn create_data(disks: &[PathBuf], domain: &str, only: Option<&[PathBuf]>) -> anyhow::Result<PathBuf> {
     let pv = if disks.len() == 2 {
         // Named as `ecs-build disk data --raid1` names it: any host assembles it as /dev/md/permanent.
         let md = PathBuf::from(format!("/dev/md/{VG}"));
@@ -250,24 +272,43 @@ fn create_data(disks: &[PathBuf]) -> anyhow::Result<PathBuf> {
     } else {
         disks[0].clone()
     };
+    // A test context restricts lvm2 to its listed disks; the md device is then one of them.
+    let mut devices: Option<Vec<PathBuf>> = only.map(<[PathBuf]>::to_vec);
+    if let Some(d) = devices.as_mut()
+        && !d.contains(&pv)
+    {
+        d.push(pv.clone());
+    }
+    let restrict = owner::restrict(devices.as_deref());
     PVCREATE
         .command()?
+        .args(&restrict)
         .arg(&pv)
         .run_checked()
         .context("creating the LVM physical volume")?;
     VGCREATE
         .command()?
+        .args(&restrict)
+        .arg("--addtag")
+        .arg(owner::tag(domain))
         .arg(VG)
         .arg(&pv)
         .run_checked()
         .context("creating the volume group")?;
     LVCREATE
         .command()?
-        .args(["-y", "-l", "85%VG", "-n", LV, VG])
+        .args(&restrict)
+        .args(["-y", "-W", "y", "-l", "85%VG", "-n", LV, VG])
         .run_checked()
         .context("creating the data volume")?;
     let lv = PathBuf::from(format!("/dev/{VG}/{LV}"));
-    format_blank(&lv, DATA_LABEL)?;
+    // The LV is new on a disk checked blank, its start wiped by lvcreate: no zero check here.
+    MKFS_EXT4
+        .command()?
+        .args(["-q", "-L", DATA_LABEL, "-m", "1"])
+        .arg(&lv)
+        .run_checked()
+        .with_context(|| format!("formatting {}", lv.display()))?;
     Ok(lv)
 }
 
@@ -426,7 +467,7 @@ pub fn make_tree(data: &Path, volatile: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs the step; returns the line for the status file.
-pub fn run(ctx: &Context, create: bool) -> anyhow::Result<String> {
+pub fn run(ctx: &Context, settings: &Settings) -> anyhow::Result<String> {
     match ctx.storage {
         StorageMode::Directories => {
             for d in [&ctx.data_dir, &ctx.volatile_dir] {
@@ -444,76 +485,179 @@ pub fn run(ctx: &Context, create: bool) -> anyhow::Result<String> {
                 ctx.volatile_dir.display()
             ))
         }
-        StorageMode::Devices => run_devices(ctx, create),
+        StorageMode::Devices => run_devices(ctx, settings),
     }
 }
 
-fn run_devices(ctx: &Context, create: bool) -> anyhow::Result<String> {
-    let mut notes = Vec::new();
-    // An existing VG is activated so its LV label becomes visible; none is fine.
-    if let Ok(mut c) = VGCHANGE.command() {
-        let _ = c.args(["-ay", VG]).run_checked();
-    }
+/// A directory on the root filesystem, for a filesystem env.yml says to ignore.
+fn root_directory(dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(format!(
+        "{} is a directory on the root filesystem (appliance.storage.ignore)",
+        dir.display()
+    ))
+}
+
+/// What was decided for /data before anything is written.
+enum DataPlan {
+    Ignored,
+    Found(PathBuf),
+    Create(Vec<PathBuf>),
+}
+
+fn run_devices(ctx: &Context, settings: &Settings) -> anyhow::Result<String> {
+    let policy = &settings.storage;
+    let domain = settings.domain.as_str();
     let only = ctx.data_disks.as_deref();
-    let root = find_label_in(ROOT_LABEL, only)?;
-    let system_disk = match &root {
-        Some(p) => {
-            let out = LSBLK.command()?.args(["-no", "PKNAME"]).arg(p).run_stdout()?;
-            Some(PathBuf::from(format!("/dev/{}", out.trim())))
+    let mut notes = Vec::new();
+    let tree = disks::lsblk()?;
+    let facts = disks::facts(ctx.allow_loop_disks)?;
+
+    // Data first, decided completely before anything is written or activated.
+    let data = if policy.ignore.data {
+        DataPlan::Ignored
+    } else {
+        let mut refused = Vec::new();
+        // The owner tag, read from metadata before any activation.
+        let rows = owner::physical_volumes(only)?;
+        let (vg_pvs, vg_owner) = owner::owner(&rows, VG, domain);
+        match &vg_owner {
+            owner::Owner::Foreign(owners) if policy.adopt => {
+                owner::adopt(VG, domain, owners, only)?;
+                let from = if owners.is_empty() {
+                    "untagged".to_string()
+                } else {
+                    format!("owner was {}", owners.join(", "))
+                };
+                tracing::warn!("adopted volume group {VG} on {} ({from})", vg_pvs.join(" + "));
+                notes.push(format!("adopted {VG} on {} ({from})", vg_pvs.join(" + ")));
+            }
+            owner::Owner::Foreign(owners) => refused.push(owner::refusal(&vg_pvs, VG, owners, domain)),
+            owner::Owner::Absent | owner::Owner::Ours => {}
         }
-        None => None,
-    };
-    let data = find_label_in(DATA_LABEL, only)?;
-    let volatile = find_label_in(VOLATILE_LABEL, only)?;
-    if (data.is_none() || volatile.is_none()) && !create {
-        bail!(
-            "no filesystem LABEL={DATA_LABEL} or LABEL={VOLATILE_LABEL}, and appliance.storage.create is false"
-        );
-    }
-    // Decide everything before changing anything: a refusal leaves every disk as it was.
-    let data_plan = match &data {
-        Some(_) => None,
-        None => Some(plan_data_disks(&candidate_disks(
-            ctx.data_disks.as_deref(),
-            system_disk.as_deref(),
-        )?)?),
-    };
-    if volatile.is_none() && system_disk.is_none() {
-        bail!("no LABEL={VOLATILE_LABEL} and no system disk (LABEL={ROOT_LABEL}) to add it to");
-    }
-    let volatile = match volatile {
-        Some(d) => d,
-        None => {
-            notes.push("created volatile".to_string());
-            create_volatile(
-                system_disk.as_deref().expect("checked above"),
-                root.as_deref().expect("the system disk was found through root"),
-            )?
+        let found = if refused.is_empty() && vg_owner != owner::Owner::Absent {
+            VGCHANGE
+                .command()?
+                .args(owner::restrict(only))
+                .args(["-ay", VG])
+                .run_checked()
+                .with_context(|| format!("activating volume group {VG}"))?;
+            find_label_in(DATA_LABEL, only)?
+        } else if refused.is_empty() {
+            find_label_in(DATA_LABEL, only)?
+        } else {
+            None
+        };
+        match found {
+            Some(d) => DataPlan::Found(d),
+            None => {
+                let listed = match only {
+                    Some(list) => match check_listed(&tree, &facts, list, &disks::majmin) {
+                        Ok(l) => l,
+                        Err(r) => {
+                            refused.extend(r);
+                            Vec::new()
+                        }
+                    },
+                    None => candidates(&tree, &facts),
+                };
+                // A refused VG's PVs are reported once, as the VG's.
+                let listed: Vec<PathBuf> = listed
+                    .into_iter()
+                    .filter(|d| !vg_pvs.iter().any(|p| Path::new(p) == d))
+                    .collect();
+                let (blank, not_blank) = if policy.create {
+                    sort_disks(&listed)?
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                refused.extend(not_blank);
+                if !refused.is_empty() {
+                    bail!("{}", refused.join("; "));
+                }
+                if !policy.create {
+                    bail!(
+                        "no filesystem LABEL={DATA_LABEL} found, and appliance.storage.create is false: \
+                         nothing is created. Attach this appliance's data disk, or set create: true \
+                         to make one on a blank disk"
+                    );
+                }
+                if blank.is_empty() {
+                    bail!("no data found (no LABEL={DATA_LABEL}) and no blank disk to create it on");
+                }
+                DataPlan::Create(blank.into_iter().take(2).collect())
+            }
         }
     };
-    mount(&volatile, &ctx.volatile_dir)?;
-    let data = match (data, data_plan) {
-        (Some(d), _) => d,
-        (None, Some(plan)) => {
+
+    // Volatile: by label, or a new partition after root on the disk mounted as `/`.
+    let volatile = if policy.ignore.volatile {
+        None
+    } else {
+        match find_label_in(VOLATILE_LABEL, only)? {
+            Some(v) => Some((v, None)),
+            None => {
+                if !policy.create {
+                    bail!(
+                        "no filesystem LABEL={VOLATILE_LABEL} found, and appliance.storage.create is false: \
+                         nothing is created"
+                    );
+                }
+                let root = disks::root_source()?.with_context(|| {
+                    format!("no LABEL={VOLATILE_LABEL} and / is not on a block device to add it to")
+                })?;
+                let system = disks::disk_of(&tree, &root).with_context(|| {
+                    format!(
+                        "no LABEL={VOLATILE_LABEL} and no disk found under / ({})",
+                        root.display()
+                    )
+                })?;
+                // A context that lists disks (tests) never has the host's system disk changed.
+                if only.is_some_and(|l| !l.contains(&system)) {
+                    bail!(
+                        "no LABEL={VOLATILE_LABEL} among the context's data-disks, and the system disk {} is not listed",
+                        system.display()
+                    );
+                }
+                Some((PathBuf::new(), Some((system, root))))
+            }
+        }
+    };
+
+    let volatile_note = match volatile {
+        None => root_directory(&ctx.volatile_dir)?,
+        Some((found, create)) => {
+            let dev = match create {
+                Some((system, root)) => {
+                    notes.push("created volatile".to_string());
+                    create_volatile(&system, &root)?
+                }
+                None => found,
+            };
+            mount(&dev, &ctx.volatile_dir)?;
+            format!("{} on {}", dev.display(), ctx.volatile_dir.display())
+        }
+    };
+    let data_note = match data {
+        DataPlan::Ignored => root_directory(&ctx.data_dir)?,
+        DataPlan::Found(d) => {
+            mount(&d, &ctx.data_dir)?;
+            format!("{} on {}", d.display(), ctx.data_dir.display())
+        }
+        DataPlan::Create(plan) => {
             let names: Vec<String> = plan.iter().map(|p| p.display().to_string()).collect();
             notes.push(format!("created data on {}", names.join(" + ")));
-            create_data(&plan)?
+            let d = create_data(&plan, domain, only)?;
+            mount(&d, &ctx.data_dir)?;
+            format!("{} on {}", d.display(), ctx.data_dir.display())
         }
-        (None, None) => bail!("no data volume and no plan to create one"),
     };
-    mount(&data, &ctx.data_dir)?;
     make_tree(&ctx.data_dir, &ctx.volatile_dir)?;
-    notes.push(format!(
-        "{} on {}, {} on {}",
-        volatile.display(),
-        ctx.volatile_dir.display(),
-        data.display(),
-        ctx.data_dir.display()
-    ));
+    notes.push(format!("{volatile_note}, {data_note}"));
     Ok(notes.join("; "))
 }
 
 /// For tests and operators: the data disks this host would use, or the refusal.
 pub fn check_disks(disks: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    plan_data_disks(&candidate_disks(Some(disks), None)?)
+    plan_data_disks(disks)
 }

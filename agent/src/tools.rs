@@ -15,6 +15,7 @@ pub const PVCREATE: Tool = Tool::new("pvcreate", "lvm2");
 pub const VGCREATE: Tool = Tool::new("vgcreate", "lvm2");
 pub const LVCREATE: Tool = Tool::new("lvcreate", "lvm2");
 pub const VGCHANGE: Tool = Tool::new("vgchange", "lvm2");
+pub const PVS: Tool = Tool::new("pvs", "lvm2");
 pub const MDADM: Tool = Tool::new("mdadm", "mdadm");
 pub const XORRISO: Tool = Tool::new("xorriso", "xorriso");
 pub const MCOPY: Tool = Tool::new("mcopy", "mtools");

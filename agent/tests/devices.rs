@@ -1,7 +1,12 @@
 //! Block devices on the build host (loop devices, as root): the seed read straight off an
-//! iso9660 or vfat device, and the storage step's refusal to format a disk that carries
-//! something it did not expect. LVM and md creation need device-mapper and md, which the host
-//! kernel lacks: the qemu end-to-end test covers them.
+//! iso9660 or vfat device, and the storage step's refusals: a loop device is never found by
+//! discovery, a disk with data in no known format or a volume group of another appliance is
+//! refused untouched, an unreadable path is an error. LVM activation and md need device-mapper
+//! and md, which the host kernel lacks: the decisions tested here are made from metadata alone
+//! (that is the point), and the qemu end-to-end tests cover activation.
+//!
+//! Loop devices reach the storage step only through the test-only context keys
+//! `data-disks: [...]` (lvm2 restricted to them) and `allow-loop-disks: true`.
 
 mod common;
 
@@ -165,7 +170,7 @@ fn blank_disk_is_formatted_and_anything_else_refused() {
 fn start_refuses_a_data_disk_with_a_foreign_filesystem_and_leaves_it_alone() {
     let a = Appliance::new("foreign");
     let img = a.path("disk.img");
-    sparse(&img, 32);
+    sparse(&img, 1024);
     tool(MKFS_VFAT)
         .args(["-n", "HOLIDAY"])
         .arg(&img)
@@ -174,9 +179,7 @@ fn start_refuses_a_data_disk_with_a_foreign_filesystem_and_leaves_it_alone() {
     let before = checksums(&a.path("."));
     let disk = Loop::attach(&img);
     let mut a = a;
-    a.extra_context.push("storage: devices".into());
-    a.extra_context
-        .push(format!("data-disks: [{}]", disk.0.display()));
+    on_devices(&mut a, &disk);
     a.write_env("", "");
     let out = a.start();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -286,4 +289,234 @@ fn checksums_of_device(dev: &Path) -> String {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(dev).unwrap();
     hex::encode(Sha256::digest(&bytes))
+}
+
+/// The storage step on real devices, restricted to `disk` (the test-only path).
+fn on_devices(a: &mut Appliance, disk: &Loop) {
+    a.extra_context.push("storage: devices".into());
+    a.extra_context
+        .push(format!("data-disks: [{}]", disk.0.display()));
+    a.extra_context.push("allow-loop-disks: true".into());
+}
+
+const LVM: Tool = Tool::new("lvm", "lvm2");
+
+/// An lvm2 command that sees only `dev` and writes no backup under the host's /etc/lvm.
+fn lvm(sub: &str, dev: &Path) -> Command {
+    let mut c = tool(LVM);
+    c.env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .arg(sub)
+        .args([
+            "--config",
+            "devices{use_devicesfile=0} backup{backup=0 archive=0}",
+            "--devices",
+        ])
+        .arg(dev);
+    c
+}
+
+/// VG `permanent` on `dev` (metadata only: no LV, which would need device-mapper), with `tags`.
+fn vg_permanent(dev: &Path, tags: &[&str]) {
+    lvm("pvcreate", dev).arg("-q").arg(dev).run_checked().unwrap();
+    let mut c = lvm("vgcreate", dev);
+    c.arg("-q");
+    for t in tags {
+        c.args(["--addtag", t]);
+    }
+    c.arg("permanent").arg(dev).run_checked().unwrap();
+}
+
+fn vg_tags(dev: &Path) -> String {
+    lvm("vgs", dev)
+        .args(["--noheadings", "-o", "vg_tags", "permanent"])
+        .run_stdout()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn sha256_file(p: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
+#[test]
+fn a_loop_device_is_never_a_candidate_by_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("big.img");
+    sparse(&img, 2048);
+    let disk = Loop::attach(&img);
+    let tree = storage::lsblk().unwrap();
+    assert!(
+        tree.blockdevices.iter().any(|d| Path::new(&d.path) == disk.0),
+        "lsblk does not list {}",
+        disk.0.display()
+    );
+    for allow_loop in [false, true] {
+        let facts = storage::facts(allow_loop).unwrap();
+        let found = storage::candidates(&tree, &facts);
+        assert!(!found.contains(&disk.0), "{found:?}");
+        assert!(found.iter().all(|d| !d.starts_with("/dev/loop")), "{found:?}");
+    }
+    // This host's own root disk is never offered either.
+    fn holds(d: &storage::BlockDev, majmin: &str) -> bool {
+        d.majmin == majmin || d.children.iter().any(|c| holds(c, majmin))
+    }
+    let facts = storage::facts(false).unwrap();
+    if let Some(root) = &facts.root {
+        let found = storage::candidates(&tree, &facts);
+        for d in tree.blockdevices.iter().filter(|d| holds(d, root)) {
+            assert!(
+                !found.contains(&PathBuf::from(&d.path)),
+                "{} holds / : {found:?}",
+                d.path
+            );
+        }
+    }
+    // Named explicitly, a loop device needs the test-only switch.
+    let listed = std::slice::from_ref(&disk.0);
+    let e = storage::check_listed(&tree, &storage::facts(false).unwrap(), listed, &|_| None).unwrap_err();
+    assert_eq!(
+        e,
+        [format!(
+            "{} is a loop device: it is never used for data",
+            disk.0.display()
+        )]
+    );
+    assert!(storage::check_listed(&tree, &storage::facts(true).unwrap(), listed, &|_| None).is_ok());
+}
+
+#[test]
+fn data_without_a_signature_is_refused_and_an_unreadable_path_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, at) in [("head", 4096u64), ("tail", (64 << 20) - 100)] {
+        let img = dir.path().join(format!("{name}.img"));
+        sparse(&img, 64);
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+            f.write_all_at(b"customer records, no known format", at).unwrap();
+        }
+        let disk = Loop::attach(&img);
+        assert_eq!(storage::probe(&disk.0).unwrap(), Signature::Data, "{name}");
+        let e = storage::check_disks(std::slice::from_ref(&disk.0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{} carries data in no known format", disk.0.display())),
+            "{e}"
+        );
+        let e = storage::format_blank(&disk.0, storage::DATA_LABEL)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no known format"), "{e}");
+    }
+    // A path that cannot be opened is not "blank" (blkid says "nothing found" for it too).
+    let missing = dir.path().join("no-such-disk");
+    let e = format!("{:#}", storage::probe(&missing).unwrap_err());
+    assert!(e.contains(&format!("cannot open {}", missing.display())), "{e}");
+    let e = format!(
+        "{:#}",
+        storage::check_disks(std::slice::from_ref(&missing)).unwrap_err()
+    );
+    assert!(e.contains("no-such-disk"), "{e}");
+    // A loop node with nothing bound to it: opening it fails (ENXIO).
+    let free = tool(LOSETUP).arg("-f").run_stdout().unwrap();
+    let free = PathBuf::from(free.trim());
+    if free.exists() {
+        let e = format!("{:#}", storage::probe(&free).unwrap_err());
+        assert!(e.contains(&format!("cannot read {}", free.display())), "{e}");
+    }
+}
+
+/// Starts the agent on a loop device carrying VG `permanent` with `tags`; returns the storage
+/// step's message after checking that it failed and that the disk's bytes did not change.
+fn refused_vg(name: &str, tags: &[&str], env_storage: &str) -> (Appliance, Loop, String) {
+    let mut a = Appliance::new(name);
+    let img = a.path("data.img");
+    sparse(&img, 1024);
+    let disk = Loop::attach(&img);
+    vg_permanent(&disk.0, tags);
+    let before = sha256_file(&img);
+    on_devices(&mut a, &disk);
+    a.write_env(env_storage, "");
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (state, msg) = a.step_state("storage");
+    assert_eq!(state, "failed", "{msg}");
+    if env_storage.is_empty() {
+        assert_eq!(sha256_file(&img), before, "the refused disk was written to");
+    }
+    (a, disk, msg)
+}
+
+#[test]
+fn a_volume_group_of_another_appliance_is_refused_untouched() {
+    let (_a, disk, msg) = refused_vg("vgforeign", &["ecs-appliance:another.test"], "");
+    assert!(
+        msg.contains(&format!(
+            "{} carries volume group `permanent` of another appliance (owner another.test; this is {})",
+            disk.0.display(),
+            common::DOMAIN
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("appliance.storage.adopt: true"), "{msg}");
+    assert_eq!(vg_tags(&disk.0), "ecs-appliance:another.test");
+}
+
+#[test]
+fn an_untagged_volume_group_is_refused_untouched() {
+    let (_a, disk, msg) = refused_vg("vguntagged", &[], "");
+    assert!(
+        msg.contains(&format!("{} carries volume group `permanent`", disk.0.display()))
+            && msg.contains("no owner tag (made by an older agent or another tool)"),
+        "{msg}"
+    );
+    assert_eq!(vg_tags(&disk.0), "");
+}
+
+#[test]
+fn adopt_re_tags_a_foreign_volume_group_for_this_appliance() {
+    let (_a, disk, msg) = refused_vg(
+        "vgadopt",
+        &["ecs-appliance:another.test"],
+        "  storage:\n    adopt: true\n",
+    );
+    // Re-tagged from metadata, then activated (this VG has no LV: the host kernel has no
+    // device-mapper to activate one), and found to hold no data volume.
+    assert_eq!(vg_tags(&disk.0), format!("ecs-appliance:{}", common::DOMAIN));
+    assert!(msg.contains("no data found (no LABEL=ecs-data)"), "{msg}");
+}
+
+#[test]
+fn create_false_creates_nothing_on_a_blank_disk() {
+    let mut a = Appliance::new("nocreate");
+    let img = a.path("blank.img");
+    sparse(&img, 1024);
+    let disk = Loop::attach(&img);
+    on_devices(&mut a, &disk);
+    a.write_env("  storage:\n    create: false\n", "");
+    let out = a.start();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (state, msg) = a.step_state("storage");
+    assert_eq!(state, "failed");
+    assert!(
+        msg.contains(
+            "no filesystem LABEL=ecs-data found, and appliance.storage.create is false: nothing is created"
+        ),
+        "{msg}"
+    );
+    assert_eq!(storage::probe(&disk.0).unwrap(), Signature::Blank);
 }

@@ -207,8 +207,17 @@ pub struct Storage {
     /// Create the volatile and data filesystems on blank disks when they are not found.
     #[serde(default = "yes")]
     pub create: bool,
-    #[serde(default, rename = "ignore", skip_serializing)]
-    pub(crate) legacy_ignore: Legacy,
+    /// Take over a data volume group tagged for another appliance, or untagged (a disk moved
+    /// here from another appliance): it is re-tagged for this one. Off: such a disk is refused.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt: bool,
+    /// The original's switches: no filesystem is expected, the directory is on root.
+    #[serde(
+        default,
+        deserialize_with = "crate::load::nullable",
+        skip_serializing_if = "StorageIgnore::is_default"
+    )]
+    pub ignore: StorageIgnore,
     #[serde(default, rename = "setup", skip_serializing)]
     pub(crate) legacy_setup: Legacy,
 }
@@ -217,9 +226,27 @@ impl Default for Storage {
     fn default() -> Self {
         Storage {
             create: true,
-            legacy_ignore: IgnoredAny,
+            adopt: false,
+            ignore: StorageIgnore::default(),
             legacy_setup: IgnoredAny,
         }
+    }
+}
+
+/// `appliance.storage.ignore`: true means /volatile or /data is a plain directory on the
+/// root filesystem, as on the original appliance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageIgnore {
+    #[serde(default)]
+    pub volatile: bool,
+    #[serde(default)]
+    pub data: bool,
+}
+
+impl StorageIgnore {
+    fn is_default(&self) -> bool {
+        *self == StorageIgnore::default()
     }
 }
 

@@ -124,6 +124,8 @@ struct Guest {
     name: String,
     system: Drive,
     data: Vec<PathBuf>,
+    /// qemu's default devices (floppy fd0, `-cdrom`), as README's boot command has them.
+    default_devices: bool,
 }
 
 impl Guest {
@@ -157,6 +159,7 @@ impl Guest {
             name: name.into(),
             system,
             data,
+            default_devices: false,
         }
     }
 
@@ -175,6 +178,7 @@ impl Guest {
             cpus: 2,
             forward: vec![22, 80, 443],
             serial_log: img.ws.work.join(format!("{}-boot{n}.log", self.name)),
+            default_devices: self.default_devices,
         })
         .unwrap_or_else(|e| panic!("{e:#}"))
     }
@@ -358,20 +362,38 @@ fn system_disk_without_volatile(guest: &str) -> Drive {
     }
 }
 
-/// The commonest first boot: a cloud VM with a plain root and one blank disk attached. One
-/// guest shows both creations (volatile after root, LVM data) because every first boot under
-/// TCG costs many minutes (loading the baked images, initdb, the app's hooks).
+/// The guest has qemu's floppy drive, so a test that boots with default devices cannot pass
+/// without it being there to refuse.
+fn assert_has_floppy(vm: &mut Vm) {
+    assert_eq!(
+        ssh(vm, "test -b /dev/fd0 && echo fd0 || echo none").trim(),
+        "fd0",
+        "the guest has no floppy drive: the disk choice was not tested against one"
+    );
+}
+
+/// The commonest first boot: a cloud VM with a plain root and one blank disk attached, booted
+/// as README says (qemu's default machine: a floppy drive fd0 and an IDE CD-ROM beside the
+/// virtio disks). One guest shows both creations (volatile after root, LVM data) because every
+/// first boot under TCG costs many minutes (loading the baked images, initdb, the app's hooks).
 #[test]
 fn a_plain_root_and_one_blank_disk_get_volatile_and_lvm_data_and_a_reboot_keeps_the_database() {
-    let guest = Guest::with_system("one", system_disk_without_volatile("one"), 1);
+    let mut guest = Guest::with_system("one", system_disk_without_volatile("one"), 1);
+    guest.default_devices = true;
     let mut vm = guest.boot(1);
     wait_running(&mut vm);
     assert_serving(&mut vm);
+    assert_has_floppy(&mut vm);
     let s = status(&mut vm);
     let storage = step_message(&s, "storage");
+    // Data on vdb alone: not a RAID1 with the floppy, not the floppy.
     assert!(
-        storage.contains("ok: created volatile;") && storage.contains("created data on /dev/vdb"),
+        storage.contains("ok: created volatile;") && storage.contains("created data on /dev/vdb;"),
         "{storage}"
+    );
+    assert_eq!(
+        ssh(&mut vm, "vgs --noheadings -o vg_tags permanent").trim(),
+        format!("ecs-appliance:{DOMAIN}")
     );
     // Docker's store is on the new volatile (assert_serving): it started after storage.
     assert_eq!(
@@ -466,31 +488,70 @@ fn two_blank_disks_get_a_raid1_mirror_that_assembles_after_a_reboot() {
     );
 }
 
+/// Another appliance's data disk, as `ecs-build disk data --owner` makes it.
+fn foreign_data_disk(path: &Path, owner: &str) {
+    std::fs::remove_file(path).unwrap();
+    let out = Command::new(workspace_binary("ecs-build"))
+        .args([
+            "disk", "data", "--size", "4G", "--seed", "foreign", "--owner", owner, "-o",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ecs-build disk data: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A disk with a filesystem of its own and another appliance's data disk (VG `permanent`
+/// tagged `ecs-appliance:another.test`), booted with qemu's default devices: both are refused
+/// in one message, neither is written to, and the foreign VG is never activated.
 #[test]
-fn a_disk_with_a_foreign_filesystem_is_refused_and_left_untouched() {
-    let guest = Guest::new("foreign", 1);
+fn a_disk_with_a_foreign_filesystem_and_another_appliances_data_disk_are_refused_and_left_untouched() {
+    let mut guest = Guest::new("foreign", 2);
+    guest.default_devices = true;
     tool(MKFS_EXT4)
         .args(["-q", "-F", "-L", "photos"])
         .arg(&guest.data[0])
         .run_checked()
         .unwrap();
-    let before = sha256_of(&guest.data[0]);
+    foreign_data_disk(&guest.data[1], "another.test");
+    let before: Vec<(String, u64)> = guest.data.iter().map(|d| sha256_of(d)).collect();
     let mut vm = guest.boot(1);
     wait(&mut vm, "ecs-agent: step storage failed", minutes(20));
+    assert_has_floppy(&mut vm);
     let s = status(&mut vm);
     assert_eq!(s["phase"], "failed");
     let msg = step_message(&s, "storage");
     assert!(msg.contains("/dev/vdb carries ext4 (LABEL=photos)"), "{msg}");
+    assert!(
+        msg.contains("/dev/vdc carries volume group `permanent` of another appliance (owner another.test; this is appliance.test)")
+            && msg.contains("appliance.storage.adopt: true"),
+        "{msg}"
+    );
+    assert!(!msg.contains("fd0"), "{msg}");
     for https in [true, false] {
         let (code, body) = get(&vm, https, "/");
         assert_eq!(code, 503, "{body}");
         assert!(body.contains("carries ext4"), "{body}");
     }
     assert_eq!(ssh(&mut vm, "findmnt -n /data || echo none").trim(), "none");
-    power_off(&mut vm);
+    // Never activated: not at boot (the image autoactivates nothing), not by the agent.
     assert_eq!(
-        sha256_of(&guest.data[0]),
-        before,
-        "the refused disk was written to"
+        ssh(&mut vm, "test -e /dev/permanent && echo active || echo none").trim(),
+        "none"
     );
+    assert!(
+        !ssh(&mut vm, "ls /dev/mapper").contains("permanent"),
+        "a device-mapper node of VG permanent exists"
+    );
+    assert_eq!(
+        ssh(&mut vm, "vgs --noheadings -o vg_tags permanent").trim(),
+        "ecs-appliance:another.test"
+    );
+    power_off(&mut vm);
+    let after: Vec<(String, u64)> = guest.data.iter().map(|d| sha256_of(d)).collect();
+    assert_eq!(after, before, "a refused disk was written to");
 }

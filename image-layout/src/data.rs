@@ -95,6 +95,7 @@ impl DataDiskPlan {
             lv_name: "data".into(),
             data_percent: 85,
             data_label: "ecs-data".into(),
+            vg_tags: Vec::new(),
             seed,
             timestamp,
         }
@@ -235,6 +236,12 @@ fn layout(plan: &DataDiskPlan) -> Result<Layout, PlanError> {
         )));
     }
 
+    if let Some(bad) = plan.vg_tags.iter().find(|t| !lvm::valid_tag(t)) {
+        return Err(PlanError(format!(
+            "volume group tag {bad:?}: expected 1-1024 characters from [A-Za-z0-9_+.-/=!:&#], not starting with '-'"
+        )));
+    }
+
     let seed = &plan.seed;
     let (array, members, pv_offset, pv_size) = if plan.raid1 {
         let geometry = md::geometry(size)?;
@@ -305,6 +312,7 @@ fn layout(plan: &DataDiskPlan) -> Result<Layout, PlanError> {
         }),
         creation_host: CREATION_HOST.into(),
         creation_time: plan.timestamp,
+        tags: plan.vg_tags.clone(),
     }
     .render();
     lvm::check_metadata_fits(&metadata).map_err(|e| PlanError(e.to_string()))?;

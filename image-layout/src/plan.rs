@@ -153,6 +153,9 @@ pub struct DataDiskPlan {
     /// Percentage of the volume group given to the LV (default 85).
     pub data_percent: u8,
     pub data_label: String,
+    /// Tags of the volume group, e.g. `ecs-appliance:<domain>` naming the appliance that owns
+    /// the disk (the agent refuses a VG tagged for another one).
+    pub vg_tags: Vec<String>,
     pub seed: Seed,
     pub timestamp: u64,
 }

@@ -218,3 +218,27 @@ fn bad_input_is_refused_before_any_file_appears() {
     assert!(err.to_string().contains("missing/data.raw"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// The owner tag `ecs-build disk data --owner` writes is what lvm2 itself reports, read from
+/// metadata alone (the agent decides on it before activating anything).
+#[test]
+fn vg_tags_are_read_by_vgs() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("tagged.raw");
+    let mut p = plan("64M", false, "tag-test");
+    p.vg_tags = vec!["ecs-appliance:another.test".into()];
+    write_data_disks(&p, std::slice::from_ref(&disk)).unwrap();
+    let lo = Loop::attach(&disk, 0, None);
+    let vgs = run(lo
+        .lvm("vgs")
+        .args(["--reportformat", "json", "-o", "vg_name,vg_tags"]));
+    let vg = &report_rows(&vgs, "vg")[0];
+    assert_eq!(vg["vg_name"], "permanent", "{vgs}");
+    assert_eq!(vg["vg_tags"], "ecs-appliance:another.test", "{vgs}");
+
+    let mut bad = plan("64M", false, "tag-test");
+    bad.vg_tags = vec!["owner is me".into()];
+    let e = write_data_disks(&bad, &[dir.path().join("bad.raw")]).unwrap_err();
+    assert!(e.to_string().contains("volume group tag \"owner is me\""), "{e}");
+    assert!(!dir.path().join("bad.raw").exists());
+}

@@ -45,6 +45,10 @@ pub struct VmConfig {
     pub forward: Vec<u16>,
     /// Where the serial console is written.
     pub serial_log: PathBuf,
+    /// Boot with qemu's default devices, as README's boot command does (no `-nodefaults`):
+    /// the `pc` machine's floppy controller with `fd0`, and the seed as `-cdrom`. The tests of
+    /// the agent's disk choice need them; the rest run without.
+    pub default_devices: bool,
 }
 
 /// A running guest. Dropping it kills qemu. qemu also gets SIGKILL when the thread that
@@ -75,17 +79,11 @@ impl Vm {
         let mut cmd = SETPRIV.command()?;
         // setpriv execs qemu, so the child's pid is qemu's.
         cmd.args(["--pdeathsig", "KILL", "--"]).arg(QEMU.path()?);
+        cmd.args(["-accel", "tcg", "-machine", "pc", "-cpu", "max", "-no-reboot"]);
+        if !config.default_devices {
+            cmd.arg("-nodefaults");
+        }
         cmd.args([
-            "-accel",
-            "tcg",
-            "-machine",
-            "pc",
-            "-cpu",
-            "max",
-            "-nodefaults",
-            "-no-reboot",
-        ])
-        .args([
             "-m",
             &config.memory_mib.to_string(),
             "-smp",
@@ -105,9 +103,15 @@ impl Vm {
             }
             cmd.arg("-drive").arg(spec);
         }
-        if let Some(iso) = &config.cdrom {
-            cmd.arg("-drive")
-                .arg(format!("file={},media=cdrom,readonly=on,if=ide", iso.display()));
+        match &config.cdrom {
+            Some(iso) if config.default_devices => {
+                cmd.arg("-cdrom").arg(iso);
+            }
+            Some(iso) => {
+                cmd.arg("-drive")
+                    .arg(format!("file={},media=cdrom,readonly=on,if=ide", iso.display()));
+            }
+            None => {}
         }
         let argv = cmd.argv_string();
         let stderr_log = config.serial_log.with_extension("qemu-stderr");

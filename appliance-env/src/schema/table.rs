@@ -373,6 +373,34 @@ pub const KEYS: &[Key] = &[
         "ecs-agent start",
         "true: create the volatile and data filesystems on blank disks when they are not found.",
     ),
+    k(
+        "appliance.storage.adopt",
+        "bool",
+        "false",
+        "ecs-agent start",
+        "true: take over a data disk (LVM VG `permanent`) tagged for another appliance or untagged, re-tagging it for this one (a disk moved here). false: such a disk is refused untouched.",
+    ),
+    k(
+        "appliance.storage.ignore",
+        "mapping",
+        "",
+        "ecs-agent start (storage)",
+        "The original appliance's switches: a filesystem that is ignored is not looked for or created.",
+    ),
+    k(
+        "appliance.storage.ignore.volatile",
+        "bool",
+        "false",
+        "ecs-agent start",
+        "true: /volatile is a directory on the root filesystem; no ecs-volatile filesystem is looked for or created.",
+    ),
+    k(
+        "appliance.storage.ignore.data",
+        "bool",
+        "false",
+        "ecs-agent start",
+        "true: /data is a directory on the root filesystem; no disk is looked at, tagged or created.",
+    ),
     req(
         "appliance.dkim",
         "mapping",
@@ -624,10 +652,6 @@ pub const LEGACY: &[(&str, &str)] = &[
     (
         "appliance.extra.files[].content",
         "read as `contents`, its current name; rename it",
-    ),
-    (
-        "appliance.storage.ignore",
-        "not read: the agent always looks for the volatile and data filesystems; see appliance.storage.create",
     ),
     (
         "appliance.storage.setup",

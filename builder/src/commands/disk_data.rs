@@ -25,6 +25,10 @@ pub struct DataArgs {
     /// Seed for UUIDs (reproducible output).
     #[arg(long)]
     pub seed: Option<String>,
+    /// The appliance (its appliance.domain) that owns the disk: recorded as the VG tag
+    /// `ecs-appliance:DOMAIN`. The agent refuses a disk owned by another appliance, or by none.
+    #[arg(long, value_name = "DOMAIN")]
+    pub owner: Option<String>,
     /// Output raw disk image(s).
     #[arg(short, long, required = true)]
     pub output: Vec<PathBuf>,
@@ -52,12 +56,23 @@ impl DataArgs {
         for path in &self.output {
             temps.push(outputs.add(path, false)?);
         }
-        let plan = DataDiskPlan::new(
+        let mut plan = DataDiskPlan::new(
             size,
             self.raid1,
             Seed(seed),
             crate::epoch::source_date_epoch_or_now()?,
         );
+        match &self.owner {
+            Some(domain) => {
+                appliance_env::check_domain(domain)
+                    .map_err(|e| BadInput::new(format!("--owner {domain:?}: {e}")))?;
+                plan.vg_tags
+                    .push(format!("ecs-appliance:{}", domain.to_ascii_lowercase()));
+            }
+            None => tracing::warn!(
+                "no --owner: the disk carries no owner tag, and an appliance takes it only with appliance.storage.adopt: true"
+            ),
+        }
         let written = write_data_disks(&plan, &temps);
         interrupt::check()?;
         let report = match written {
@@ -118,6 +133,7 @@ mod tests {
             size: size.into(),
             raid1,
             seed: Some("cli".into()),
+            owner: None,
             output: outputs,
             force: false,
         }
@@ -145,6 +161,13 @@ mod tests {
             (
                 args("64M", false, vec![a.clone(), dir.path().join("b.raw")]),
                 "exactly 1 output",
+            ),
+            (
+                DataArgs {
+                    owner: Some("not a domain!".into()),
+                    ..args("64M", false, vec![a.clone()])
+                },
+                "--owner \"not a domain!\"",
             ),
         ] {
             let err = args.run().unwrap_err();

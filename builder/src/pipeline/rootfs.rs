@@ -29,11 +29,19 @@ const SETUP_HOOK: &str =
     r#"mkdir -p "$1/etc" && printf 'do_symlinks = yes\nlink_in_boot = yes\n' > "$1/etc/kernel-img.conf""#;
 
 /// Runs after all packages are installed, inside the new tree's namespace.
+///
+/// No LVM volume group is autoactivated, neither by udev in the initramfs (which carries a copy
+/// of /etc/lvm and lvm2's udev rules, hence the rebuild) nor after it: ecs-agent activates VG
+/// `permanent` only after its owner tag says it is this appliance's, so another appliance's
+/// data disk attached at boot stays inactive. An explicit `vgchange -ay` still works.
 const CUSTOMIZE_HOOK: &str = r#"set -e
 chroot "$1" systemctl enable systemd-networkd.service systemd-resolved.service
 rm -f "$1"/etc/ssh/ssh_host_*
 : > "$1/etc/machine-id"
 rm -f "$1/var/lib/dbus/machine-id"
+mkdir -p "$1/etc/lvm"
+printf '# Written by ecs-build: nothing is autoactivated; ecs-agent activates VG permanent\n# after checking its owner tag (ecs-appliance:<domain>).\nactivation {\n\tauto_activation_volume_list = []\n}\n' > "$1/etc/lvm/lvmlocal.conf"
+if [ -x "$1/usr/sbin/update-initramfs" ]; then chroot "$1" update-initramfs -u -k all; fi
 "#;
 
 /// What the cache key is computed from; also stored beside the tarball.

@@ -11,7 +11,7 @@ mod read;
 mod text;
 
 pub use read::{LvmReadError, PvLabel, VgSummary, read_pv_label};
-pub use text::{LvText, VgText};
+pub use text::{LvText, VgText, valid_tag};
 
 use std::fs::File;
 use std::io;

@@ -282,6 +282,7 @@ mod tests {
             }),
             creation_host: "ecs-build".into(),
             creation_time: 1,
+            tags: Vec::new(),
         }
         .render();
         let pv = PvSpec {

@@ -31,6 +31,19 @@ pub struct VgText {
     pub creation_host: String,
     /// Seconds since the epoch, recorded as `creation_time`.
     pub creation_time: u64,
+    /// VG tags (`vgs -o vg_tags`), e.g. the appliance owning the disk. Checked by the caller
+    /// against lvm2's tag characters (`valid_tag`).
+    pub tags: Vec<String>,
+}
+
+/// lvm2's rule for tags: 1-1024 characters from `[A-Za-z0-9_+.-/=!:&#]`, not starting with `-`.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 1024
+        && !tag.starts_with('-')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+.-/=!:&#".contains(&b))
 }
 
 impl VgText {
@@ -44,6 +57,10 @@ impl VgText {
         t.push_str("format = \"lvm2\"\n");
         t.push_str("status = [\"RESIZEABLE\", \"READ\", \"WRITE\"]\n");
         t.push_str("flags = []\n");
+        if !self.tags.is_empty() {
+            let quoted: Vec<String> = self.tags.iter().map(|g| format!("\"{g}\"")).collect();
+            let _ = writeln!(t, "tags = [{}]", quoted.join(", "));
+        }
         let _ = writeln!(t, "extent_size = {}", EXTENT_SIZE / SECTOR);
         t.push_str("max_lv = 0\nmax_pv = 0\nmetadata_copies = 0\n\n");
 
@@ -93,6 +110,7 @@ mod tests {
             lv,
             creation_host: "ecs-build".into(),
             creation_time: 1_700_000_000,
+            tags: Vec::new(),
         }
     }
 
@@ -118,6 +136,21 @@ mod tests {
             assert!(t.contains(line), "missing {line:?} in\n{t}");
         }
         assert_eq!(t.matches('{').count(), t.matches('}').count(), "{t}");
+    }
+
+    #[test]
+    fn renders_tags_after_flags_and_checks_their_characters() {
+        let mut v = vg(None);
+        v.tags = vec!["ecs-appliance:another.test".into()];
+        let t = v.render();
+        assert!(
+            t.contains("flags = []\ntags = [\"ecs-appliance:another.test\"]\nextent_size"),
+            "{t}"
+        );
+        assert!(valid_tag("ecs-appliance:a-b.example.org"));
+        for bad in ["", "-x", "a b", "a\"b", "ä"] {
+            assert!(!valid_tag(bad), "{bad:?}");
+        }
     }
 
     #[test]
