@@ -128,15 +128,36 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedEnv, EnvError> {
     })
 }
 
+/// Reads env.yml as `config check` does: a regular file of bounded size (a FIFO or
+/// /dev/zero in its place must not hang the boot or fill memory), UTF-8 text.
 pub fn load(path: &Path) -> Result<LoadedEnv, EnvError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| EnvError(format!("reading {}: {e}", path.display())))?;
-    parse(&path.display().to_string(), &text)
+    let file = path.display().to_string();
+    let bytes = appliance_env::read_file(path).map_err(|e| EnvError(e.to_string()))?;
+    let text = appliance_env::utf8(&bytes, &file).map_err(|e| EnvError(e.to_string()))?;
+    parse(&file, text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_refuses_what_is_not_a_regular_file_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("env.yml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        for path in [fifo.as_path(), Path::new("/dev/zero"), dir.path()] {
+            let e = load(path)
+                .err()
+                .unwrap_or_else(|| panic!("{} loaded", path.display()));
+            assert!(
+                e.to_string().contains("not a regular file"),
+                "{}: {e}",
+                path.display()
+            );
+        }
+    }
 
     fn env_with(database: &str) -> String {
         let pgp = "|\n    -----BEGIN PGP PRIVATE KEY BLOCK-----\n\n    Zml4dHVyZQ==\n    -----END PGP PRIVATE KEY BLOCK-----";

@@ -158,7 +158,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<Found> {
         ))
         .into());
     };
-    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()));
+    // Regular files of env.yml's size only: the same rule as `config check`.
+    let text = appliance_env::read_file(&path).map_err(|e| ConfigError(e.to_string()));
     let _ = std::fs::remove_dir_all(&files);
     let text = text?;
     let env =
