@@ -40,27 +40,30 @@ pub struct Db<'a> {
     pub name: String,
 }
 
+/// psql as `user` on `database` in the database container, stopping at the first error; `tail`
+/// says where the SQL comes from.
+fn psql_argv<'a>(user: &'a str, database: &'a str, tail: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec![
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        user,
+        "-d",
+        database,
+    ];
+    argv.extend_from_slice(tail);
+    argv
+}
+
 impl Db<'_> {
     /// Runs SQL as the superuser in the database container; returns unaligned output.
     pub fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
         let d = &self.def.database;
         self.compose
-            .exec(
-                &d.service,
-                &[
-                    "psql",
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-U",
-                    &d.superuser,
-                    "-d",
-                    database,
-                    "-tAc",
-                    sql,
-                ],
-            )
+            .exec(&d.service, &psql_argv(&d.superuser, database, &["-tAc", sql]))
             .with_context(|| format!("running SQL in database {database}"))
     }
 
@@ -80,19 +83,7 @@ impl Db<'_> {
         self.compose
             .exec_input(
                 &d.service,
-                &[
-                    "psql",
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-U",
-                    superuser,
-                    "-d",
-                    "postgres",
-                    "-f",
-                    "-",
-                ],
+                &psql_argv(superuser, "postgres", &["-f", "-"]),
                 sql.as_bytes(),
             )
             .context("setting the database owner's password")?;

@@ -13,11 +13,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Appliance, checksums, require_root, stdout};
+use common::{Appliance, LOSETUP, Loop, PARTX, checksums, stdout};
 use ecs_agent::storage::{self, Signature};
 use host_util::{CommandExt, Tool};
 
-const LOSETUP: Tool = Tool::new("losetup", "mount");
 const XORRISO: Tool = Tool::new("xorriso", "xorriso");
 const MKFS_VFAT: Tool = Tool::new("mkfs.vfat", "dosfstools");
 const MCOPY: Tool = Tool::new("mcopy", "mtools");
@@ -25,30 +24,6 @@ const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
 
 fn tool(t: Tool) -> Command {
     t.command().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A loop device over an image file, detached on drop.
-struct Loop(PathBuf);
-
-impl Loop {
-    fn attach(image: &Path) -> Loop {
-        require_root();
-        let dev = tool(LOSETUP)
-            .args(["-f", "--show"])
-            .arg(image)
-            .run_stdout()
-            .unwrap();
-        Loop(PathBuf::from(dev.trim()))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        // Partitions told to the kernel with partx outlive the detach; the next user of this
-        // loop device would find them.
-        let _ = tool(PARTX).arg("--delete").arg(&self.0).run_checked();
-        let _ = tool(LOSETUP).arg("-d").arg(&self.0).run_checked();
-    }
 }
 
 fn sparse(path: &Path, mib: u64) {
@@ -200,7 +175,6 @@ fn start_refuses_a_data_disk_with_a_foreign_filesystem_and_leaves_it_alone() {
 }
 
 const SFDISK: Tool = Tool::new("sfdisk", "fdisk");
-const PARTX: Tool = Tool::new("partx", "util-linux");
 
 /// A system disk as a cloud image comes: one partition, ext4 `cloudimg-rootfs`, the rest free.
 /// Returns the loop device and its root partition (the kernel told with partx, as the host's

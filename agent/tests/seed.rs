@@ -5,36 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{Appliance, require_root, stdout};
+use common::{Appliance, Loop, stdout};
 use host_util::{CommandExt, Tool};
 
-const LOSETUP: Tool = Tool::new("losetup", "mount");
 const XORRISO: Tool = Tool::new("xorriso", "xorriso");
-
-/// A loop device over an image file, detached on drop.
-struct Loop(PathBuf);
-
-impl Loop {
-    fn attach(image: &Path) -> Loop {
-        require_root();
-        let dev = LOSETUP
-            .command()
-            .unwrap()
-            .args(["-f", "--show", "-r"])
-            .arg(image)
-            .run_stdout()
-            .unwrap();
-        Loop(PathBuf::from(dev.trim()))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = LOSETUP.command().unwrap().arg("-d").arg(&self.0).run_checked();
-    }
-}
 
 fn standby_env() -> String {
     common::env_text("  standby: true\n", "")
@@ -52,7 +28,7 @@ fn config_seed(env: &Path, out: &Path, vfat: bool) {
 
 /// Starts the agent with `image` as its only seed device; returns its log.
 fn start_with_seed(a: &mut Appliance, image: &Path, expect: &str) {
-    let dev = Loop::attach(image);
+    let dev = Loop::attach_read_only(image);
     a.extra_context
         .push(format!("seed-devices: [{}]", dev.0.display()));
     let out = a.start();

@@ -367,3 +367,47 @@ pub fn checksums(dir: &Path) -> BTreeMap<String, String> {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+pub const LOSETUP: Tool = Tool::new("losetup", "mount");
+pub const PARTX: Tool = Tool::new("partx", "util-linux");
+
+/// A loop device over an image file, detached on drop.
+pub struct Loop(pub PathBuf);
+
+impl Loop {
+    /// Attaches `image` read-write.
+    pub fn attach(image: &Path) -> Loop {
+        Loop::attach_with(image, &[])
+    }
+
+    /// Attaches `image` read-only (`losetup -r`): what a test must not change.
+    pub fn attach_read_only(image: &Path) -> Loop {
+        Loop::attach_with(image, &["-r"])
+    }
+
+    fn attach_with(image: &Path, extra: &[&str]) -> Loop {
+        require_root();
+        let dev = LOSETUP
+            .command()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args(["-f", "--show"])
+            .args(extra)
+            .arg(image)
+            .run_stdout()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Loop(PathBuf::from(dev.trim()))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        // Partitions told to the kernel with partx outlive the detach; the next user of this
+        // loop device would find them.
+        if let Ok(mut c) = PARTX.command() {
+            let _ = c.arg("--delete").arg(&self.0).run_checked();
+        }
+        if let Ok(mut c) = LOSETUP.command() {
+            let _ = c.arg("-d").arg(&self.0).run_checked();
+        }
+    }
+}
