@@ -1,5 +1,7 @@
 //! The appliance agent's logic: `ecs-agent start` brings the appliance up at every boot as
-//! ordered steps (env, storage, postgres, database, app-dirs, tls, containers), each in its own module.
+//! ordered steps (env, storage, postgres, database, app-dirs, tls, containers), each in its own module;
+//! the lifecycle commands after it (backup, recover, ...) run in one frame (`lifecycle`: the lock,
+//! the record, the report).
 //!
 //! It owns the appliance's runtime: where env.yml comes from, the data disks, the database
 //! decision, TLS, the compose project and the maintenance page. It knows nothing of how
@@ -12,6 +14,8 @@ pub mod database;
 pub mod docker;
 pub mod envfile;
 pub mod frontend;
+pub mod lifecycle;
+pub mod lock;
 pub mod recover;
 pub mod report;
 pub mod scram;

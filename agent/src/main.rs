@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ecs_agent::context::Context;
-use ecs_agent::{start, status};
+use ecs_agent::{lifecycle, lock, start, status};
 
 /// The ECS appliance agent.
 #[derive(Parser)]
@@ -14,6 +14,10 @@ struct Cli {
     /// Overrides of paths, ports and sockets (YAML); for tests and unusual installs.
     #[arg(long, global = true, value_name = "FILE")]
     context: Option<PathBuf>,
+    /// Seconds a lifecycle command waits for another one to release the lifecycle lock
+    /// (default: refuse at once; the timers' units wait).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
+    wait_lock: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,10 +75,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { json } => {
             let s = status::read(&ctx.status_file())?;
+            // The data disk may not be mounted (a failed start): then there are no records to show.
+            let records = lifecycle::read(&ctx).unwrap_or_default();
+            let holder = lock::holder(&ctx);
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                let mut v = serde_json::to_value(&s)?;
+                v["lifecycle"] = serde_json::to_value(&records)?;
+                v["lock"] = serde_json::to_value(&holder)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", status::render(&s));
+                print!("{}", lifecycle::render(&records));
+                if let Some(h) = holder {
+                    println!("lock: `ecs-agent {}` (pid {}) is running", h.command, h.pid);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

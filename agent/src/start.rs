@@ -221,7 +221,12 @@ fn containers(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<
     ))
 }
 
+/// How long `start` waits for a lifecycle command (a backup, an update) to finish before it
+/// gives up: it must not stop or restart what such a command is working on.
+pub const START_WAITS_FOR_LOCK: Duration = Duration::from_secs(3 * 3600);
+
 pub fn start(ctx: &Context) -> anyhow::Result<Outcome> {
+    let lock = crate::lock::acquire(ctx, "start", START_WAITS_FOR_LOCK)?;
     let tracker = Tracker::new(&ctx.status_file(), STEPS)?;
     let mut run = Run {
         ctx,
@@ -229,9 +234,17 @@ pub fn start(ctx: &Context) -> anyhow::Result<Outcome> {
         domain: "ECS appliance".into(),
         dsn: None,
     };
-    match start_steps(&mut run) {
-        Ok(o) | Err(o) => Ok(o),
+    let outcome = match start_steps(&mut run) {
+        Ok(o) | Err(o) => o,
+    };
+    // Free before the final marker: whoever waits for it may run a lifecycle command at once.
+    drop(lock);
+    match outcome {
+        Outcome::Running => println!("ecs-agent: running"),
+        Outcome::Standby => println!("ecs-agent: standby"),
+        _ => {}
     }
+    Ok(outcome)
 }
 
 fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
@@ -254,7 +267,6 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
             state: Public::Standby,
             reason: None,
         });
-        println!("ecs-agent: standby");
         return Ok(Outcome::Standby);
     }
     run.step("storage", |_| Ok(((), storage::run(ctx, &settings)?)))?;
@@ -277,7 +289,6 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
         Ok(((), msg))
     })?;
     let _ = run.tracker.set_phase("running");
-    println!("ecs-agent: running");
     Ok(Outcome::Running)
 }
 
