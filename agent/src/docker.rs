@@ -271,6 +271,16 @@ impl Compose {
         Ok(())
     }
 
+    /// Stops `services` (their containers stay, to be started again by `up`).
+    pub fn stop(&self, services: &[String]) -> anyhow::Result<()> {
+        self.command()
+            .args(["stop"])
+            .args(services)
+            .run_checked()
+            .with_context(|| format!("stopping {}", services.join(", ")))?;
+        Ok(())
+    }
+
     /// Stops and removes the project's containers (volumes and data directories stay).
     pub fn down(&self) -> anyhow::Result<()> {
         self.command()
