@@ -179,6 +179,7 @@ impl Guest {
             forward: vec![22, 80, 443],
             serial_log: img.ws.work.join(format!("{}-boot{n}.log", self.name)),
             default_devices: self.default_devices,
+            incoming: None,
         })
         .unwrap_or_else(|e| panic!("{e:#}"))
     }
