@@ -202,7 +202,8 @@ pub fn project(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<(Compose, AppDe
     ))
 }
 
-fn containers(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<String> {
+/// Step `containers`: support services, then the app, each waited for until healthy.
+pub fn containers(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<String> {
     let timeout = Duration::from_secs(ctx.health_timeout_secs);
     if !def.support.is_empty() {
         compose.up(&def.support)?;
