@@ -357,7 +357,7 @@ pub fn run(job: &mut Job, req: &Request) -> anyhow::Result<String> {
                     )
                 }
             };
-            Err(e.context(format!("recover failed, {outcome}")))
+            Err(e.context(outcome))
         }
     }
 }
