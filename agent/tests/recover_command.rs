@@ -338,7 +338,17 @@ fn bench_recover() {
     a.psql("CREATE DATABASE baseline");
     let dump = std::fs::File::open(scratch.path().join("data/dump/ecs-postgres/ecs.pgdump")).unwrap();
     a.compose()
-        .args(["exec", "-T", "db", "pg_restore", "-U", "postgres", "-d", "baseline", "--no-owner"])
+        .args([
+            "exec",
+            "-T",
+            "db",
+            "pg_restore",
+            "-U",
+            "postgres",
+            "-d",
+            "baseline",
+            "--no-owner",
+        ])
         .stdin(dump)
         .run_checked()
         .unwrap();
