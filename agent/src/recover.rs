@@ -310,7 +310,7 @@ pub fn run(job: &mut Job, req: &Request) -> anyhow::Result<String> {
             let downtime = down.elapsed().as_secs_f64();
             job.detail("downtime", (downtime * 10.0).round() / 10.0);
             let mut msg = format!(
-                "{how}; app healthy after {downtime:.1}s of downtime. The replaced data is in {a}:                  remove it with `rm -rf {a}` once the restored data is checked",
+                "{how}; app healthy after {downtime:.1}s of downtime. The replaced data is in {a}: remove it with `rm -rf {a}` once the restored data is checked",
                 a = aside.display()
             );
             if !older.is_empty() {
