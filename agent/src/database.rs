@@ -315,7 +315,7 @@ pub fn start(ctx: &Context, compose: &Compose, def: &AppDef, password: &str) -> 
                 }
             }
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(250));
     }
     db.secure(password)?;
     Ok(format!(

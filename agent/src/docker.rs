@@ -398,7 +398,7 @@ pub fn wait_healthy(
                 waiting.join(", ")
             );
         }
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 
