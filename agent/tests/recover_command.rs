@@ -173,6 +173,21 @@ fn recover_gives_back_the_backup_the_earlier_backup_and_the_dump() {
     );
 }
 
+/// An appliance never started has no active env.yml: nothing to recover into.
+#[test]
+fn recover_before_any_start_is_refused() {
+    let a = Appliance::new("rnever");
+    let out = a.agent(&["recover", "--from", "dump"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("recover failed:") && stdout(&out).contains("is the appliance started?"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!a.path("data/.recover-aside").exists());
+    assert!(!a.path("data/etc/ecs-agent/lifecycle.json").exists());
+}
+
 /// Holds the lifecycle lock with flock(1), as another lifecycle command would; released on drop.
 struct HeldLock(Child);
 
@@ -330,6 +345,13 @@ fn bench_recover() {
         .sum();
 
     // The baseline: duplicity restore, then pg_restore of its dump into a new database.
+    let db = a
+        .compose()
+        .args(["ps", "-q", "db"])
+        .run_stdout()
+        .unwrap()
+        .trim()
+        .to_string();
     let t = Instant::now();
     let scratch = tempfile::tempdir().unwrap();
     Command::new(common::DUPLICITY.path().unwrap())
@@ -343,12 +365,13 @@ fn bench_recover() {
         .run_checked()
         .unwrap();
     a.psql("CREATE DATABASE baseline");
-    let dump = std::fs::File::open(scratch.path().join("data/dump/ecs-postgres/ecs.pgdump")).unwrap();
-    a.compose()
+    let dump = std::fs::read(scratch.path().join("data/dump/ecs-postgres/ecs.pgdump")).unwrap();
+    // docker exec: docker-compose v1's `exec -T` does not pass stdin on.
+    common::docker(&a.docker_host)
         .args([
             "exec",
-            "-T",
-            "db",
+            "-i",
+            &db,
             "pg_restore",
             "-U",
             "postgres",
@@ -356,8 +379,7 @@ fn bench_recover() {
             "baseline",
             "--no-owner",
         ])
-        .stdin(dump)
-        .run_checked()
+        .run_with_input(&dump)
         .unwrap();
     let baseline = t.elapsed().as_secs_f64();
 
