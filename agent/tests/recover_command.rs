@@ -196,6 +196,7 @@ impl HeldLock {
         let child = Command::new("flock")
             .arg(file)
             .args(["sleep", "120"])
+            .process_group(0)
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
