@@ -315,7 +315,7 @@ pub fn start(ctx: &Context, compose: &Compose, def: &AppDef, password: &str) -> 
                 }
             }
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(250));
     }
     db.secure(password)?;
     Ok(format!(
@@ -348,14 +348,26 @@ fn dir_is_empty(dir: &Path) -> anyhow::Result<bool> {
         .is_none())
 }
 
-/// The dump to restore: env.yml's `ecs.recover.dump_filename` (relative to the dump directory
-/// or absolute inside it), else the newest `*.pgdump*` there.
-fn find_dump(ctx: &Context, settings: &Settings) -> anyhow::Result<PathBuf> {
+/// The dump to restore: `name` (env.yml's `ecs.recover.dump_filename` or `recover --dump`,
+/// relative to the dump directory or absolute inside it), else the newest `*.pgdump*` there.
+pub fn find_dump(ctx: &Context, name: Option<&str>) -> anyhow::Result<PathBuf> {
     let dir = ctx.dump_dir();
-    if let Some(name) = &settings.dump_filename {
+    if let Some(name) = name {
         let p = dir.join(name);
         if !p.is_file() {
-            bail!("ecs.recover.dump_filename: {} does not exist", p.display());
+            bail!("dump {} does not exist", p.display());
+        }
+        let inside = p
+            .canonicalize()
+            .ok()
+            .zip(dir.canonicalize().ok())
+            .is_some_and(|(p, d)| p.starts_with(d));
+        if !inside {
+            bail!(
+                "dump {}: dumps are read from {} (the directory the database service mounts)",
+                p.display(),
+                dir.display()
+            );
         }
         return Ok(p);
     }
@@ -374,6 +386,53 @@ fn find_dump(ctx: &Context, settings: &Settings) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("no dump (*.pgdump, *.pgdump.gz) in {}", dir.display()))
 }
 
+/// What a restore restores from.
+pub enum Source {
+    /// A backup fetched into scratch, moved into place by the restore.
+    Backup(recover::Fetched),
+    /// A dump in the dump directory.
+    Dump(PathBuf),
+}
+
+/// Restores `source` into the (missing or empty) application database, then premigrate (for
+/// an old dump), migrate and bootstrap: what the boot does with `ecs.recover.*`, and what
+/// `ecs-agent recover` does after moving the old data aside.
+pub fn restore(
+    ctx: &Context,
+    compose: &Compose,
+    def: &AppDef,
+    settings: &Settings,
+    source: Source,
+) -> anyhow::Result<String> {
+    let db = Db {
+        compose,
+        def,
+        name: settings.database.clone(),
+    };
+    let mut how = match source {
+        Source::Backup(fetched) => {
+            let shown = fetched.shown.clone();
+            let dump = fetched.install(ctx)?;
+            db.restore_dump(&dump, &ctx.dump_dir())?;
+            format!("restored from backup {shown}")
+        }
+        Source::Dump(dump) => {
+            db.restore_dump(&dump, &ctx.dump_dir())?;
+            format!("restored from dump {}", dump.display())
+        }
+    };
+    if let Some(pre) = &def.hooks.premigrate {
+        if db.has_table(&pre.if_table_missing)? {
+            tracing::info!("table {} present: no premigrate", pre.if_table_missing);
+        } else {
+            hook(compose, def, "premigrate", &pre.command)?;
+            how.push_str(&format!(", premigrated (no table {})", pre.if_table_missing));
+        }
+    }
+    migrate(compose, def)?;
+    Ok(format!("{how}, migrated"))
+}
+
 /// Step `database`: the seed's decision.
 pub fn decide(ctx: &Context, compose: &Compose, def: &AppDef, settings: &Settings) -> anyhow::Result<String> {
     let db = Db {
@@ -386,53 +445,33 @@ pub fn decide(ctx: &Context, compose: &Compose, def: &AppDef, settings: &Setting
         return Ok(format!("database {} present ({n} tables), kept", db.name));
     }
     let vault = ctx.data_dir.join("ecs-storage-vault");
-    let how = if settings.recover_from_backup {
+    let source = if settings.recover_from_backup {
         if !dir_is_empty(&vault)? {
             bail!(
                 "refusing to restore the backup over {} which holds files; move them away first",
                 vault.display()
             );
         }
-        let dump = recover::restore_backup(ctx, settings)?;
-        db.restore_dump(&dump, &ctx.dump_dir())?;
-        Some(format!(
-            "restored from backup {}",
-            host_util::redact_url(settings.backup_url.as_deref().unwrap_or(""))
-        ))
+        Source::Backup(
+            recover::fetch_backup(ctx, settings, None)
+                .context("ecs.recover.from_backup is set, but the backup cannot be restored")?,
+        )
     } else if settings.recover_from_dump {
-        let dump = find_dump(ctx, settings)?;
-        db.restore_dump(&dump, &ctx.dump_dir())?;
-        Some(format!("restored from dump {}", dump.display()))
+        Source::Dump(find_dump(ctx, settings.dump_filename.as_deref())?)
     } else {
-        None
-    };
-    match how {
-        Some(mut how) => {
-            if let Some(pre) = &def.hooks.premigrate {
-                if db.has_table(&pre.if_table_missing)? {
-                    tracing::info!("table {} present: no premigrate", pre.if_table_missing);
-                } else {
-                    hook(compose, def, "premigrate", &pre.command)?;
-                    how.push_str(&format!(", premigrated (no table {})", pre.if_table_missing));
-                }
+        db.create()?;
+        migrate(compose, def)?;
+        return Ok(format!(
+            "database {} was {}, created new",
+            db.name,
+            if state == DbState::Missing {
+                "missing"
+            } else {
+                "empty"
             }
-            migrate(compose, def)?;
-            Ok(format!("{how}, migrated"))
-        }
-        None => {
-            db.create()?;
-            migrate(compose, def)?;
-            Ok(format!(
-                "database {} was {}, created new",
-                db.name,
-                if state == DbState::Missing {
-                    "missing"
-                } else {
-                    "empty"
-                }
-            ))
-        }
-    }
+        ));
+    };
+    restore(ctx, compose, def, settings, source)
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct Container {
     pub health: Option<String>,
     /// The last healthcheck output, for messages.
     pub health_log: String,
+    /// Host paths bind-mounted into the container.
+    pub binds: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +42,17 @@ struct Inspect {
     name: String,
     state: InspectState,
     config: InspectConfig,
+    #[serde(default)]
+    mounts: Option<Vec<InspectMount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectMount {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(default)]
+    source: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +169,13 @@ impl Docker {
                     exit_code: i.state.exit_code,
                     health: i.state.health.map(|h| h.status),
                     health_log,
+                    binds: i
+                        .mounts
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|m| m.kind == "bind")
+                        .map(|m| m.source)
+                        .collect(),
                 }
             })
             .collect())
@@ -290,6 +310,15 @@ impl Compose {
         Ok(())
     }
 
+    /// Stops every container of the project (they stay, with their configuration).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.command()
+            .arg("stop")
+            .run_checked()
+            .context("stopping the project's services")?;
+        Ok(())
+    }
+
     /// Runs a one-off command in a fresh container of `service`; returns stdout.
     pub fn run(&self, service: &str, argv: &[String]) -> anyhow::Result<String> {
         self.command()
@@ -379,7 +408,7 @@ pub fn wait_healthy(
                 waiting.join(", ")
             );
         }
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 

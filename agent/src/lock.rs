@@ -27,7 +27,7 @@ pub struct Holder {
 
 /// Another command holds the lock.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} refused: {}", describe(.holder.as_ref(), .path))]
+#[error("{}", describe(.holder.as_ref(), .path))]
 pub struct Busy {
     pub what: String,
     pub holder: Option<Holder>,
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(busy.holder.as_ref().unwrap().command, "backup");
         let text = e.to_string();
         assert!(
-            text.starts_with("ecs-agent update-ecs refused: `ecs-agent backup` (pid "),
+            text.starts_with("`ecs-agent backup` (pid "),
             "{text}"
         );
         assert_eq!(holder(&ctx).unwrap().pid, std::process::id());

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ecs_agent::context::Context;
-use ecs_agent::{lifecycle, lock, start, status};
+use ecs_agent::{lifecycle, lock, recover, start, status};
 
 /// The ECS appliance agent.
 #[derive(Parser)]
@@ -31,6 +31,21 @@ enum Command {
         /// Print status.json as it is.
         #[arg(long)]
         json: bool,
+    },
+    /// Restore the backup (or a dump) on a running appliance: the current data is moved aside
+    /// under /data/.recover-aside/, and moved back if anything fails.
+    Recover {
+        /// What to restore: the backup at appliance.backup.url (files and database) or a dump
+        /// in /data/dump/ecs-postgres (database only).
+        #[arg(long, value_enum, default_value = "backup")]
+        from: recover::From,
+        /// With --from backup: the backup as it was at this time (duplicity's time format,
+        /// e.g. 2026-11-30T02:00:00 or 3D); default: the newest.
+        #[arg(long, value_name = "T")]
+        time: Option<String>,
+        /// With --from dump: the dump file in /data/dump/ecs-postgres; default: the newest.
+        #[arg(long, value_name = "FILE")]
+        dump: Option<String>,
     },
     /// Get or renew the TLS certificate (ACME, else self-signed) and reload the frontend.
     RenewTls,
@@ -101,6 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Recover { from, time, dump } => {
+            let req = recover::Request { from, time, dump };
+            let wait = std::time::Duration::from_secs(cli.wait_lock);
+            let code = lifecycle::run(&ctx, "recover", wait, |job| recover::run(job, &req));
+            Ok(ExitCode::from(code as u8))
         }
         Command::RenewTls => {
             let msg = start::renew_tls(&ctx)?;

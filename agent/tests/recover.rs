@@ -6,49 +6,8 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{Appliance, DUPLICITY, GPG, checksums, stdout};
+use common::{Appliance, BackupTarget, backup_key, checksums, indent, make_backup, stdout};
 use host_util::CommandExt;
-
-/// An ecs_backup key (RSA, no passphrase, as env.yml carries it): (fingerprint, armored secret key).
-fn backup_key(home: &Path) -> (String, String) {
-    let gpg = || {
-        let mut c = Command::new(GPG.path().unwrap_or_else(|e| panic!("{e}")));
-        c.arg("--batch").arg("--homedir").arg(home);
-        c
-    };
-    gpg()
-        .args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "ecs_backup",
-            "rsa2048",
-            "encrypt,sign",
-            "never",
-        ])
-        .run_checked()
-        .unwrap();
-    let colons = gpg()
-        .args(["--with-colons", "--list-secret-keys", "ecs_backup"])
-        .run_stdout()
-        .unwrap();
-    let fpr = colons
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .unwrap()
-        .split(':')
-        .nth(9)
-        .unwrap()
-        .to_string();
-    let key = gpg()
-        .args(["--armor", "--export-secret-keys", &fpr])
-        .run_stdout()
-        .unwrap();
-    (fpr, key)
-}
 
 /// The password in the backup URL: it must appear in no output and no file the agent writes.
 const SECRET: &str = "hunter2-backup-secret";
@@ -90,10 +49,6 @@ fn failed_restore_hides_the_backup_password() {
     assert_no_secret(&a, &out);
     a.assert_public_page(false, "database", &["restoring the backup"]);
     assert!(!a.get(false, "/").1.contains(SECRET));
-}
-
-fn indent(text: &str, by: usize) -> String {
-    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
 }
 
 /// How often the fixture recorded each hook: (premigrate, migrate, bootstrap).
@@ -152,40 +107,9 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     assert_eq!(hook_runs(&a), [0, 1, 1]);
 
     // What the backup command does: a custom-format dump, then duplicity of vault and dump.
-    a.compose()
-        .args([
-            "exec",
-            "-T",
-            "db",
-            "pg_dump",
-            "-U",
-            "postgres",
-            "-Fc",
-            "-f",
-            "/dump/ecs.pgdump",
-            "ecs",
-        ])
-        .run_checked()
-        .unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let (fpr, key) = backup_key(keys.path());
-    let target = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", target.path().display());
-    let data = a.path("data");
-    Command::new(DUPLICITY.path().unwrap_or_else(|e| panic!("{e}")))
-        .args(["full", "--encrypt-key", &fpr, "--archive-dir"])
-        .arg(keys.path().join("archive"))
-        .arg("--include")
-        .arg(data.join("ecs-storage-vault"))
-        .arg("--include")
-        .arg(data.join("dump/ecs-postgres"))
-        .args(["--exclude", "**"])
-        .arg(&data)
-        .arg(&url)
-        .env("GNUPGHOME", keys.path())
-        .env("PASSPHRASE", "")
-        .run_checked()
-        .unwrap();
+    let target = BackupTarget::new();
+    make_backup(&a, &target);
+    let (url, key) = (&target.url, &target.key);
     let dump = std::fs::read(a.path("data/dump/ecs-postgres/ecs.pgdump")).unwrap();
     // The dump has the extension's entries, which the owner could not restore.
     let toc = a
@@ -215,7 +139,7 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     let b = Appliance::new("frombackup");
     let backup = format!(
         "  backup:\n    url: {url}?password={SECRET}\n    encrypt: |\n{}",
-        indent(&key, 6)
+        indent(key, 6)
     );
     b.write_env(
         &format!("  ssl:\n    letsencrypt:\n      enabled: false\n{backup}"),

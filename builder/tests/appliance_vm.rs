@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{IMAGE_VERSION, Workspace, build_command, config_new, sha256_of, ssh_key};
-use e2e_tests::{Drive, Vm, VmConfig, docker, workspace_binary};
+use e2e_tests::{Drive, Saved, Vm, VmConfig, docker, workspace_binary};
 use host_util::{CommandExt, Tool};
 use serde_json::Value;
 
@@ -373,18 +373,81 @@ fn assert_has_floppy(vm: &mut Vm) {
     );
 }
 
-/// The commonest first boot: a cloud VM with a plain root and one blank disk attached, booted
-/// as README says (qemu's default machine: a floppy drive fd0 and an IDE CD-ROM beside the
-/// virtio disks). One guest shows both creations (volatile after root, LVM data) because every
-/// first boot under TCG costs many minutes (loading the baked images, initdb, the app's hooks).
+/// A booted, serving appliance saved once (`Vm::save`) for every scenario that starts from
+/// one: a first boot costs minutes under TCG (loading the baked images, initdb, the app's
+/// hooks), a restore seconds.
+struct SavedAppliance {
+    saved: Saved,
+    /// The first boot's console (the restored guests' consoles start at the restore).
+    first_boot_log: PathBuf,
+}
+
+/// The commonest first boot, made once: a cloud VM with a plain root and one blank disk
+/// attached, booted as README says (qemu's default machine: a floppy drive fd0 and an IDE
+/// CD-ROM beside the virtio disks). Saved when the agent says `running` at its first try.
+fn saved_appliance() -> &'static SavedAppliance {
+    static S: OnceLock<SavedAppliance> = OnceLock::new();
+    S.get_or_init(|| {
+        let started = Instant::now();
+        let mut guest = Guest::with_system("one", system_disk_without_volatile("one"), 1);
+        guest.default_devices = true;
+        let mut vm = guest.boot(1);
+        wait_running(&mut vm);
+        let booted = started.elapsed();
+        let saved = vm
+            .save(&image().ws.work.join("saved-one"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        eprintln!(
+            "timeline: first boot to `ecs-agent: running` {:.0}s, saved in {:.0}s",
+            booted.as_secs_f64(),
+            (started.elapsed() - booted).as_secs_f64()
+        );
+        SavedAppliance {
+            saved,
+            first_boot_log: vm.serial_log().to_path_buf(),
+        }
+    })
+}
+
+/// A running appliance restored from the saved one, for scenario `name`; its clock is set to
+/// the host's (it stood still while the appliance was saved).
+fn restored(name: &str) -> Vm {
+    let s = saved_appliance();
+    let started = Instant::now();
+    let work = &image().ws.work;
+    let mut vm = s
+        .saved
+        .restore(name, work, work.join(format!("{name}-restored.log")))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    ssh(&mut vm, &format!("date -u -s @{now} >/dev/null"));
+    eprintln!(
+        "timeline: {name}: restored the saved appliance in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    vm
+}
+
+/// Boots again from the disks `vm` ran on (after `power_off`), as a reboot does.
+fn boot_again(vm: &Vm, name: &str) -> Vm {
+    let mut config = vm.config().clone();
+    config.incoming = None;
+    config.serial_log = image().ws.work.join(format!("{name}-reboot.log"));
+    Vm::boot(&config).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The saved appliance's first boot: volatile created after a plain root, LVM data on the one
+/// blank disk (not on the floppy); and a reboot keeps the database.
 #[test]
 fn a_plain_root_and_one_blank_disk_get_volatile_and_lvm_data_and_a_reboot_keeps_the_database() {
-    let mut guest = Guest::with_system("one", system_disk_without_volatile("one"), 1);
-    guest.default_devices = true;
-    let mut vm = guest.boot(1);
-    wait_running(&mut vm);
+    let mut vm = restored("one");
     assert_serving(&mut vm);
     assert_has_floppy(&mut vm);
+    let first_boot = std::fs::read_to_string(&saved_appliance().first_boot_log).unwrap();
+    assert!(first_boot.contains("ecs-agent: running"), "{first_boot}");
     let s = status(&mut vm);
     let storage = step_message(&s, "storage");
     // Data on vdb alone: not a RAID1 with the floppy, not the floppy.
@@ -427,7 +490,7 @@ fn a_plain_root_and_one_blank_disk_get_volatile_and_lvm_data_and_a_reboot_keeps_
     );
     power_off(&mut vm);
 
-    let mut vm = guest.boot(2);
+    let mut vm = boot_again(&vm, "one");
     wait_running(&mut vm);
     assert_serving(&mut vm);
     let s = status(&mut vm);

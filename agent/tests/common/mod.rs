@@ -411,3 +411,140 @@ impl Drop for Loop {
         }
     }
 }
+
+/// An ecs_backup key (RSA, no passphrase, as env.yml carries it) made in the GnuPG home `home`:
+/// (fingerprint, armored secret key).
+pub fn backup_key(home: &Path) -> (String, String) {
+    let gpg = || {
+        let mut c = Command::new(need(GPG));
+        c.arg("--batch").arg("--homedir").arg(home);
+        c
+    };
+    gpg()
+        .args([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "ecs_backup",
+            "rsa2048",
+            "encrypt,sign",
+            "never",
+        ])
+        .run_checked()
+        .unwrap();
+    let colons = gpg()
+        .args(["--with-colons", "--list-secret-keys", "ecs_backup"])
+        .run_stdout()
+        .unwrap();
+    let fpr = colons
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_string();
+    let key = gpg()
+        .args(["--armor", "--export-secret-keys", &fpr])
+        .run_stdout()
+        .unwrap();
+    (fpr, key)
+}
+
+pub fn indent(text: &str, by: usize) -> String {
+    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
+}
+
+/// Where a test's backups go (a file:// target) and the key they are encrypted to.
+pub struct BackupTarget {
+    /// The GnuPG home with the secret key (and duplicity's archive dir).
+    pub keys: tempfile::TempDir,
+    pub fpr: String,
+    pub key: String,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl BackupTarget {
+    pub fn new() -> BackupTarget {
+        let keys = tempfile::tempdir().unwrap();
+        let (fpr, key) = backup_key(keys.path());
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        BackupTarget {
+            keys,
+            fpr,
+            key,
+            dir,
+            url,
+        }
+    }
+
+    /// env.yml's `appliance.backup` for this target (two-space indented, for `write_env`).
+    pub fn env_section(&self) -> String {
+        format!(
+            "  backup:\n    url: {}\n    encrypt: |\n{}",
+            self.url,
+            indent(&self.key, 6)
+        )
+    }
+}
+
+/// A backup of `app` (running) to `target`, as `ecs-agent backup` makes it: `pg_dump -Fc` to a
+/// temporary name in the dump directory, renamed to its final `ecs.pgdump`; then a full
+/// duplicity backup of the vault and the dump directory, encrypted to the ecs_backup key.
+/// The coordinator switches this to `ecs-agent backup` when both land: every test that needs a
+/// backup makes it here.
+pub fn make_backup(app: &Appliance, target: &BackupTarget) {
+    app.compose()
+        .args([
+            "exec",
+            "-T",
+            "db",
+            "sh",
+            "-c",
+            "pg_dump -U postgres -Fc -f /dump/ecs.pgdump.tmp ecs && mv /dump/ecs.pgdump.tmp /dump/ecs.pgdump",
+        ])
+        .run_checked()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let data = app.path("data");
+    Command::new(need(DUPLICITY))
+        .args(["full", "--encrypt-key", &target.fpr, "--archive-dir"])
+        .arg(target.keys.path().join("archive"))
+        .arg("--include")
+        .arg(data.join("ecs-storage-vault"))
+        .arg("--include")
+        .arg(data.join("dump/ecs-postgres"))
+        .args(["--exclude", "**"])
+        .arg(&data)
+        .arg(&target.url)
+        .env("GNUPGHOME", target.keys.path())
+        .env("PASSPHRASE", "")
+        .run_checked()
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Tables the fixture's hooks write at every migrate (one row per run): a restore adds to them.
+pub const HOOK_TABLES: &[&str] = &["hook_runs", "migrations"];
+
+/// Every table of the app database's public schema: (row count, md5 of its rows in order).
+pub fn table_digests(app: &Appliance) -> BTreeMap<String, (u64, String)> {
+    let tables = app.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
+    tables
+        .lines()
+        .map(|t| {
+            let row = app.psql(&format!(
+                "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '-') FROM \"{t}\" x"
+            ));
+            let (n, md5) = row.split_once(' ').unwrap();
+            (t.to_string(), (n.parse().unwrap(), md5.to_string()))
+        })
+        .collect()
+}
+
+/// `table_digests` without the hooks' own tables: the data a restore must give back exactly.
+pub fn app_data(app: &Appliance) -> BTreeMap<String, (u64, String)> {
+    let mut d = table_digests(app);
+    d.retain(|t, _| !HOOK_TABLES.contains(&t.as_str()));
+    d
+}
