@@ -133,7 +133,8 @@ impl Appliance {
             "run-dir: {r}/run/ecs\nactive-env: {r}/run/active-env.yml\napp-env: {r}/app/env.yml\nseed-devices: []\n\
              data-dir: {r}/data\nvolatile-dir: {r}/volatile\nstorage: directories\ndocker-host: {dh}\n\
              project: {p}\nimages-dir: {r}/images\ncompose-template: {r}/compose.yml\nlisten-address: 127.0.0.1\nhttp-port: {h}\n\
-             https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n",
+             https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n\
+             systemd-run-dir: null\n",
             r = self.dir.path().display(),
             dh = self.docker_host,
             p = self.name,
