@@ -29,8 +29,6 @@ pub struct Settings {
     pub backup_url: Option<String>,
     pub backup_options: Option<String>,
     pub backup_key: Option<String>,
-    /// `appliance.backup.sign`: the key backups are signed with, if any.
-    pub backup_sign: Option<String>,
     /// `appliance.backup.schedule` (OnCalendar=), `full_if_older_than`, `keep_full`.
     pub backup_schedule: String,
     pub backup_full_if_older_than: String,
@@ -92,7 +90,6 @@ fn settings(env: &Env) -> Settings {
         backup_url: Some(a.backup.url.clone()),
         backup_options: a.backup.options.clone(),
         backup_key: Some(a.backup.encrypt.clone()),
-        backup_sign: a.backup.sign.clone(),
         backup_schedule: a.backup.schedule.clone(),
         backup_full_if_older_than: a.backup.full_if_older_than.clone(),
         backup_keep_full: a.backup.keep_full,

@@ -20,10 +20,9 @@ use serde_json::Value;
 /// The password in backup URLs: in no output, record or report.
 const SECRET: &str = "hunter2-backup-secret";
 
-/// `appliance.backup.encrypt` and `ecs.vault_sign` of a real `ecs-build config new`.
+/// `appliance.backup.encrypt` of a real `ecs-build config new`.
 struct Keys {
     encrypt: String,
-    sign: String,
 }
 
 fn keys() -> &'static Keys {
@@ -45,7 +44,6 @@ fn keys() -> &'static Keys {
         let (env, _) = appliance_env::Env::from_yaml_str(&text, "env.yml").unwrap();
         Keys {
             encrypt: env.appliance.backup.encrypt,
-            sign: env.ecs.vault_sign,
         }
     })
 }
@@ -84,19 +82,27 @@ fn record(a: &Appliance) -> Value {
     lifecycle(a)["last"]["backup"].clone()
 }
 
+/// A GnuPG home with the backup key of `keys()`.
+fn gnupg_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    for (name, key) in [("encrypt", &keys().encrypt)] {
+        let file = home.path().join(format!("{name}.asc"));
+        std::fs::write(&file, key).unwrap();
+        Command::new(GPG.path().unwrap())
+            .arg("--batch")
+            .arg("--homedir")
+            .arg(home.path())
+            .arg("--import")
+            .arg(&file)
+            .run_checked()
+            .unwrap();
+    }
+    home
+}
+
 /// (full, incremental) backup sets at `url`, as `duplicity collection-status` lists them.
 fn collection(url: &str) -> (usize, usize) {
-    let home = tempfile::tempdir().unwrap();
-    let key = home.path().join("key.asc");
-    std::fs::write(&key, &keys().encrypt).unwrap();
-    Command::new(GPG.path().unwrap())
-        .arg("--batch")
-        .arg("--homedir")
-        .arg(home.path())
-        .arg("--import")
-        .arg(&key)
-        .run_checked()
-        .unwrap();
+    let home = gnupg_home();
     let out = Command::new(DUPLICITY.path().unwrap())
         .arg("collection-status")
         .arg("--archive-dir")
@@ -176,11 +182,7 @@ fn backup_then_wiped_data_restores_identical() {
     let url = format!("file://{}", target.path().display());
     let k = keys();
     // The file backend ignores the query: a password there must still never show.
-    let lines = appliance(
-        &format!("{url}?password={SECRET}"),
-        &k.encrypt,
-        &format!("    sign: |\n{}", indent(&k.sign, 6)),
-    );
+    let lines = appliance(&format!("{url}?password={SECRET}"), &k.encrypt, "");
     a.write_env(&lines, "");
     assert_eq!(a.start().status.code(), Some(0));
     populate(&a);
@@ -195,7 +197,6 @@ fn backup_then_wiped_data_restores_identical() {
     assert!(r["finished"].as_f64().unwrap() >= r["started"].as_f64().unwrap());
     let d = &r["details"];
     assert_eq!(d["kind"], "full");
-    assert_eq!(d["signed"], true);
     assert_eq!(d["vault_files"], 2);
     assert!(d["tables"].as_u64().unwrap() >= 5, "{d}");
     assert_eq!(
@@ -219,15 +220,7 @@ fn backup_then_wiped_data_restores_identical() {
     assert_eq!(collection(&url), (1, 0));
 
     // The backup holds the active env.yml.
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("k.asc"), &k.encrypt).unwrap();
-    Command::new(GPG.path().unwrap())
-        .args(["--batch", "--homedir"])
-        .arg(home.path())
-        .arg("--import")
-        .arg(home.path().join("k.asc"))
-        .run_checked()
-        .unwrap();
+    let home = gnupg_home();
     let env_copy = home.path().join("env.yml");
     Command::new(DUPLICITY.path().unwrap())
         .args([
@@ -487,8 +480,8 @@ fn refusals_and_faults_keep_the_previous_dump_and_backup() {
     Command::new("kill").args(["-CONT", &pid]).run_checked().unwrap();
     assert_eq!(second.status.code(), Some(1), "{}", stdout(&second));
     assert!(
-        stdout(&second).contains(&format!(
-            "ecs-agent: backup refused: backup refused: `ecs-agent backup` (pid {pid})"
+        stdout(&second).starts_with(&format!(
+            "ecs-agent: backup refused: ecs-agent backup refused: `ecs-agent backup` (pid {pid}) has been running"
         )),
         "{}",
         stdout(&second)

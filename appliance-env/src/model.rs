@@ -269,9 +269,6 @@ pub struct Backup {
     pub mount: Option<BackupMount>,
     /// ASCII-armored OpenPGP secret key `ecs_backup`.
     pub encrypt: String,
-    /// ASCII-armored OpenPGP secret key the backup is signed with; none: unsigned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sign: Option<String>,
     /// systemd OnCalendar= expression of the backup timer.
     #[serde(default = "default_backup_schedule")]
     pub schedule: String,

@@ -201,9 +201,6 @@ pub(crate) fn check(env: &Env) -> Vec<Problem> {
         p(&["appliance", "backup", "encrypt"]),
         pgp_secret_key(&a.backup.encrypt),
     );
-    if let Some(sign) = &a.backup.sign {
-        out.check(p(&["appliance", "backup", "sign"]), pgp_secret_key(sign));
-    }
     out.check(
         p(&["appliance", "backup", "schedule"]),
         calendar::oncalendar(&a.backup.schedule),

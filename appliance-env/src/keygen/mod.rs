@@ -174,7 +174,6 @@ impl Env {
                     options: None,
                     mount: None,
                     encrypt: keys.backup_key.clone(),
-                    sign: None,
                     schedule: DEFAULT_BACKUP_SCHEDULE.to_string(),
                     full_if_older_than: DEFAULT_FULL_IF_OLDER_THAN.to_string(),
                     keep_full: DEFAULT_KEEP_FULL,

@@ -476,13 +476,6 @@ pub const KEYS: &[Key] = &[
         "ecs-agent backup, recover (duplicity via GnuPG)",
         "OpenPGP key `ecs_backup`: backups are encrypted to it.",
     )),
-    secret(k(
-        "appliance.backup.sign",
-        "string (armored OpenPGP secret key)",
-        "",
-        "ecs-agent backup (duplicity --sign-key)",
-        "OpenPGP secret key (no passphrase) the backup volumes are signed with; none: unsigned.",
-    )),
     k(
         "appliance.backup.schedule",
         "string (systemd OnCalendar=)",
