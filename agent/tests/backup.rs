@@ -85,18 +85,16 @@ fn record(a: &Appliance) -> Value {
 /// A GnuPG home with the backup key of `keys()`.
 fn gnupg_home() -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
-    for (name, key) in [("encrypt", &keys().encrypt)] {
-        let file = home.path().join(format!("{name}.asc"));
-        std::fs::write(&file, key).unwrap();
-        Command::new(GPG.path().unwrap())
-            .arg("--batch")
-            .arg("--homedir")
-            .arg(home.path())
-            .arg("--import")
-            .arg(&file)
-            .run_checked()
-            .unwrap();
-    }
+    let file = home.path().join("encrypt.asc");
+    std::fs::write(&file, &keys().encrypt).unwrap();
+    Command::new(GPG.path().unwrap())
+        .arg("--batch")
+        .arg("--homedir")
+        .arg(home.path())
+        .arg("--import")
+        .arg(&file)
+        .run_checked()
+        .unwrap();
     home
 }
 
