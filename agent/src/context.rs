@@ -72,6 +72,9 @@ pub struct Context {
     pub database_timeout_secs: u64,
     /// Seconds to wait for every service to be healthy.
     pub health_timeout_secs: u64,
+    /// systemd's runtime unit directory, where `start` puts drop-ins (the backup timer's
+    /// schedule) and reloads systemd; only when it exists (systemd runs). None: never.
+    pub systemd_run_dir: Option<PathBuf>,
 }
 
 impl Default for Context {
@@ -101,6 +104,7 @@ impl Default for Context {
             acme_ca_root: None,
             database_timeout_secs: 600,
             health_timeout_secs: 600,
+            systemd_run_dir: Some("/run/systemd/system".into()),
         }
     }
 }

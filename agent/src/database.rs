@@ -25,7 +25,7 @@ pub enum DbState {
 
 /// Tables and views in `public` that no extension owns: pg_stat_statements puts its views there,
 /// and a database that has only those is empty.
-const APP_TABLES: &str = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+pub const APP_TABLES: &str = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
      AND d.objid = c.oid AND d.deptype = 'e')";
@@ -257,8 +257,13 @@ impl Db<'_> {
     }
 }
 
+/// The dump `ecs-agent backup` writes and the restore reads first: `<database>.pgdump`.
+pub fn dump_name(database: &str) -> String {
+    format!("{database}.pgdump")
+}
+
 /// A file removed on drop.
-struct RemoveOnDrop(PathBuf);
+pub(crate) struct RemoveOnDrop(pub PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -349,7 +354,8 @@ fn dir_is_empty(dir: &Path) -> anyhow::Result<bool> {
 }
 
 /// The dump to restore: `name` (env.yml's `ecs.recover.dump_filename` or `recover --dump`,
-/// relative to the dump directory or absolute inside it), else the newest `*.pgdump*` there.
+/// relative to the dump directory or absolute inside it), else the newest `*.pgdump*` there
+/// (`ecs-agent backup` writes `<database>.pgdump`, through a temporary name without `.pgdump`).
 pub fn find_dump(ctx: &Context, name: Option<&str>) -> anyhow::Result<PathBuf> {
     let dir = ctx.dump_dir();
     if let Some(name) = name {

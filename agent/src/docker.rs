@@ -311,7 +311,7 @@ impl Compose {
     }
 
     /// Stops every container of the project (they stay, with their configuration).
-    pub fn stop(&self) -> anyhow::Result<()> {
+    pub fn stop_all(&self) -> anyhow::Result<()> {
         self.command()
             .arg("stop")
             .run_checked()

@@ -29,6 +29,10 @@ pub struct Settings {
     pub backup_url: Option<String>,
     pub backup_options: Option<String>,
     pub backup_key: Option<String>,
+    /// `appliance.backup.schedule` (OnCalendar=), `full_if_older_than`, `keep_full`.
+    pub backup_schedule: String,
+    pub backup_full_if_older_than: String,
+    pub backup_keep_full: u32,
     pub database: String,
     /// `appliance.database.password`, or one derived from the DKIM key when it is absent.
     pub database_password: String,
@@ -86,6 +90,9 @@ fn settings(env: &Env) -> Settings {
         backup_url: Some(a.backup.url.clone()),
         backup_options: a.backup.options.clone(),
         backup_key: Some(a.backup.encrypt.clone()),
+        backup_schedule: a.backup.schedule.clone(),
+        backup_full_if_older_than: a.backup.full_if_older_than.clone(),
+        backup_keep_full: a.backup.keep_full,
         database: env.ecs.database.clone(),
         database_password: a
             .database

@@ -9,11 +9,13 @@
 
 pub mod appdef;
 pub mod appdirs;
+pub mod backup;
 pub mod context;
 pub mod database;
 pub mod docker;
 pub mod envfile;
 pub mod frontend;
+pub mod gnupg;
 pub mod lifecycle;
 pub mod lock;
 pub mod migrate;

@@ -154,10 +154,7 @@ mod tests {
         let busy = e.downcast_ref::<Busy>().expect("a Busy error");
         assert_eq!(busy.holder.as_ref().unwrap().command, "backup");
         let text = e.to_string();
-        assert!(
-            text.starts_with("`ecs-agent backup` (pid "),
-            "{text}"
-        );
+        assert!(text.starts_with("`ecs-agent backup` (pid "), "{text}");
         assert_eq!(holder(&ctx).unwrap().pid, std::process::id());
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&first.path).unwrap().permissions());

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ecs_agent::context::Context;
-use ecs_agent::{lifecycle, lock, recover, start, status};
+use ecs_agent::{backup, lifecycle, lock, recover, start, status};
 
 /// The ECS appliance agent.
 #[derive(Parser)]
@@ -47,6 +48,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         dump: Option<String>,
     },
+    /// Dump the database and back up vault, dump and env.yml with duplicity to appliance.backup.url.
+    Backup,
     /// Get or renew the TLS certificate (ACME, else self-signed) and reload the frontend.
     RenewTls,
     /// Run the app's migrations behind a PRE_MIGRATE snapshot of the data volume (rolled back
@@ -121,6 +124,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let req = recover::Request { from, time, dump };
             let wait = std::time::Duration::from_secs(cli.wait_lock);
             let code = lifecycle::run(&ctx, "recover", wait, |job| recover::run(job, &req));
+            Ok(ExitCode::from(code as u8))
+        }
+        Command::Backup => {
+            let code = lifecycle::run(&ctx, "backup", Duration::from_secs(cli.wait_lock), backup::run);
             Ok(ExitCode::from(code as u8))
         }
         Command::RenewTls => {
@@ -209,7 +216,11 @@ mod tests {
         assert!(boot.contains("After=network-online.target") && boot.contains("label-cidata.device"));
         for (name, text) in &units {
             let installs = text.contains("\n[Install]\nWantedBy=");
-            let triggered = name.ends_with("-failed.service") || name == "ecs-agent-renew-tls.service";
+            // A timer's service is started by its timer.
+            let timer = name
+                .strip_suffix(".service")
+                .is_some_and(|base| units.contains_key(&format!("{base}.timer")));
+            let triggered = name.ends_with("-failed.service") || timer;
             assert!(
                 installs || triggered,
                 "{name}: neither installed nor triggered by another unit"

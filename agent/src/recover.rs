@@ -2,8 +2,9 @@
 //! `ecs_backup` key from env.yml imported into a private GnuPG home (0700, removed afterwards);
 //! and `ecs-agent recover`, the operator's restore on a running appliance (`run`).
 //!
-//! The backup holds /data/ecs-storage-vault and /data/dump/ecs-postgres (the dump the backup
-//! command writes). Both are restored into a scratch directory on the data disk and moved
+//! The backup (`ecs-agent backup`, see backup.rs) holds /data/ecs-storage-vault,
+//! /data/dump/ecs-postgres/<database>.pgdump and a copy of env.yml (ecs-agent-backup/env.yml,
+//! which stays in the scratch directory and goes with it). Vault and dump are restored into a scratch directory on the data disk and moved
 //! into place only when duplicity has finished, so a failed restore leaves nothing half-done.
 
 use std::collections::BTreeMap;
@@ -20,41 +21,9 @@ use crate::database::{self, Source};
 use crate::docker::Compose;
 use crate::envfile::{LoadedEnv, Settings};
 use crate::frontend::{self, Mode, Public};
+use crate::gnupg::{self, Scratch, fresh_dir};
 use crate::lifecycle::{Job, Refused};
-use crate::tools::{DUPLICITY, GPG};
-
-/// A directory removed on drop (GnuPG home, scratch restore).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn fresh_dir(path: PathBuf, mode: u32) -> anyhow::Result<Scratch> {
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    Ok(Scratch(path))
-}
-
-/// Imports the backup key into a private GnuPG home.
-fn gnupg_home(ctx: &Context, key: &str) -> anyhow::Result<Scratch> {
-    let home = fresh_dir(ctx.run_dir.join("gnupg-backup"), 0o700)?;
-    let keyfile = home.0.join("ecs_backup.asc");
-    host_util::write_atomic(&keyfile, key.as_bytes(), 0o600).context("writing the backup key")?;
-    GPG.command()?
-        .args(["--batch", "--homedir"])
-        .arg(&home.0)
-        .arg("--import")
-        .arg(&keyfile)
-        .run_checked()
-        .context("importing appliance.backup.encrypt")?;
-    std::fs::remove_file(&keyfile).context("removing the key file")?;
-    Ok(home)
-}
+use crate::tools::DUPLICITY;
 
 /// A backup restored into scratch on the data disk (`/data/.restore`), not yet in place:
 /// fetching touches none of the appliance's data, so `ecs-agent recover` fetches while the
@@ -63,6 +32,8 @@ pub struct Fetched {
     scratch: Scratch,
     /// The backup URL with its password hidden, for messages.
     pub shown: String,
+    /// The application database: its dump is `<database>.pgdump` (database::dump_name).
+    database: String,
 }
 
 /// Restores files and dump from the backup (the newest, or the one at `time`, in duplicity's
@@ -75,7 +46,8 @@ pub fn fetch_backup(ctx: &Context, settings: &Settings, time: Option<&str>) -> a
     let key = settings.backup_key.as_deref().context(
         "appliance.backup.encrypt (the ecs_backup key) is missing: the backup cannot be decrypted",
     )?;
-    let home = gnupg_home(ctx, key)?;
+    let home = gnupg::Home::new(&ctx.run_dir, "gnupg-backup")?;
+    home.import(key, "appliance.backup.encrypt")?;
     let scratch = fresh_dir(ctx.data_dir.join(".restore"), 0o700)?;
     let target = scratch.0.join("data");
     let archive = ctx.volatile_dir.join("duplicity");
@@ -99,7 +71,7 @@ pub fn fetch_backup(ctx: &Context, settings: &Settings, time: Option<&str>) -> a
     )
     .arg(url)
     .arg(&target)
-    .env("GNUPGHOME", &home.0)
+    .env("GNUPGHOME", home.path())
     .env("PASSPHRASE", "")
     .run_checked()
     // duplicity's argv carries the URL: keep a password in it out of every message.
@@ -108,7 +80,11 @@ pub fn fetch_backup(ctx: &Context, settings: &Settings, time: Option<&str>) -> a
     if !target.join("dump/ecs-postgres").is_dir() {
         bail!("the backup at {shown} holds no dump/ecs-postgres directory");
     }
-    Ok(Fetched { scratch, shown })
+    Ok(Fetched {
+        scratch,
+        shown,
+        database: settings.database.clone(),
+    })
 }
 
 impl Fetched {
@@ -130,6 +106,7 @@ impl Fetched {
         }
         let dump_dir = ctx.dump_dir();
         std::fs::create_dir_all(&dump_dir).with_context(|| format!("creating {}", dump_dir.display()))?;
+        let ours = crate::database::dump_name(&self.database);
         let mut dump = None;
         for entry in std::fs::read_dir(&restored_dumps)
             .with_context(|| format!("reading {}", restored_dumps.display()))?
@@ -137,7 +114,9 @@ impl Fetched {
             let entry = entry?;
             let dest = dump_dir.join(entry.file_name());
             std::fs::rename(entry.path(), &dest).with_context(|| format!("moving {}", dest.display()))?;
-            if entry.file_name().to_string_lossy().contains(".pgdump") {
+            // The one `ecs-agent backup` wrote; an older backup's other *.pgdump* if it has none.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == ours || (dump.is_none() && name.contains(".pgdump")) {
                 dump = Some(dest);
             }
         }
@@ -383,7 +362,7 @@ fn replace(
     phases: &mut Phases,
 ) -> anyhow::Result<String> {
     let t = Instant::now();
-    compose.stop()?;
+    compose.stop_all()?;
     phases.done("stop", t);
     let t = Instant::now();
     for dir in replaced {
@@ -485,7 +464,7 @@ fn move_aside(ctx: &Context, dir: &Path, aside: &Path, moved: &mut Vec<Moved>) -
 /// Undoes the moves: stops what runs, removes the new data, renames the old back, removes the
 /// then empty aside directory.
 fn put_back(compose: &Compose, moved: &[Moved], aside: &Path) -> anyhow::Result<()> {
-    if let Err(e) = compose.stop() {
+    if let Err(e) = compose.stop_all() {
         tracing::warn!("{e:#}");
     }
     for m in moved.iter().rev() {

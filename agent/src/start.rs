@@ -261,6 +261,9 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
     let settings: Settings = found.env.settings.clone();
     run.domain = settings.domain.clone();
     run.dsn = settings.sentry_dsn.clone();
+    if let Err(e) = crate::backup::apply_schedule(ctx, &settings.backup_schedule) {
+        tracing::warn!("setting the backup schedule: {e:#}");
+    }
     println!("ecs-agent: started");
     if settings.standby {
         let _ = run.tracker.set_phase("standby");

@@ -24,6 +24,7 @@ pub const DOCKER: Tool = Tool::new("docker", "docker.io");
 pub const DOCKER_COMPOSE: Tool = Tool::new("docker-compose", "docker-compose");
 pub const DUPLICITY: Tool = Tool::new("duplicity", "duplicity");
 pub const GPG: Tool = Tool::new("gpg", "gnupg");
+pub const GPGCONF: Tool = Tool::new("gpgconf", "gpgconf");
 pub const CURL: Tool = Tool::new("curl", "curl");
 pub const NGINX: Tool = Tool::new("nginx", "nginx-light");
 pub const OPENSSL: Tool = Tool::new("openssl", "openssl");

@@ -1,17 +1,17 @@
-//! `appliance.update.oncalendar` checked by systemd's own parser (`systemd-analyze calendar`):
+//! `appliance.update.oncalendar` and `appliance.backup.schedule` checked by systemd's own parser (`systemd-analyze calendar`):
 //! the timer that uses it is written at boot, where a bad expression would only fail later.
 
 use host_util::Tool;
 
-use crate::model::DEFAULT_ONCALENDAR;
+use crate::model::{DEFAULT_BACKUP_SCHEDULE, DEFAULT_ONCALENDAR};
 
 pub const SYSTEMD_ANALYZE: Tool = Tool::new("systemd-analyze", "systemd");
 
-/// Ok when systemd parses `value` and it elapses at some time. The built-in default is known
+/// Ok when systemd parses `value` and it elapses at some time. The built-in defaults are known
 /// good and needs no systemd-analyze; any other value does, and its absence is an error.
 pub(crate) fn oncalendar(value: &str) -> Result<(), String> {
     let expected = "expected a systemd OnCalendar= expression like `Sun *-*-* 06:30:00`";
-    if value == DEFAULT_ONCALENDAR {
+    if value == DEFAULT_ONCALENDAR || value == DEFAULT_BACKUP_SCHEDULE {
         return Ok(());
     }
     if value.trim().is_empty() || value.chars().any(char::is_control) {

@@ -269,6 +269,31 @@ pub struct Backup {
     pub mount: Option<BackupMount>,
     /// ASCII-armored OpenPGP secret key `ecs_backup`.
     pub encrypt: String,
+    /// systemd OnCalendar= expression of the backup timer.
+    #[serde(default = "default_backup_schedule")]
+    pub schedule: String,
+    /// duplicity time interval: a new full backup when the last full one is older.
+    #[serde(default = "default_full_if_older_than")]
+    pub full_if_older_than: String,
+    /// How many full backups (with their incrementals) are kept.
+    #[serde(default = "default_keep_full")]
+    pub keep_full: u32,
+}
+
+pub const DEFAULT_BACKUP_SCHEDULE: &str = "*-*-* 00:30:00";
+pub const DEFAULT_FULL_IF_OLDER_THAN: &str = "1M";
+pub const DEFAULT_KEEP_FULL: u32 = 3;
+
+fn default_backup_schedule() -> String {
+    DEFAULT_BACKUP_SCHEDULE.to_string()
+}
+
+fn default_full_if_older_than() -> String {
+    DEFAULT_FULL_IF_OLDER_THAN.to_string()
+}
+
+fn default_keep_full() -> u32 {
+    DEFAULT_KEEP_FULL
 }
 
 /// The database role the application logs in as over the compose network.

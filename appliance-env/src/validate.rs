@@ -201,6 +201,20 @@ pub(crate) fn check(env: &Env) -> Vec<Problem> {
         p(&["appliance", "backup", "encrypt"]),
         pgp_secret_key(&a.backup.encrypt),
     );
+    out.check(
+        p(&["appliance", "backup", "schedule"]),
+        calendar::oncalendar(&a.backup.schedule),
+    );
+    out.check(
+        p(&["appliance", "backup", "full_if_older_than"]),
+        duplicity_interval(&a.backup.full_if_older_than),
+    );
+    if a.backup.keep_full < 1 {
+        out.add(
+            p(&["appliance", "backup", "keep_full"]),
+            "expected at least 1 (the number of full backups kept)",
+        );
+    }
 
     let e = &env.ecs;
     out.check(p(&["ecs", "git", "source"]), git_url(&e.git.source));
@@ -452,6 +466,27 @@ fn pem(text: &str, labels: &[&str]) -> Result<Vec<Block>, String> {
         return Err(format!("{}, found `-----BEGIN {label}-----`", expected()));
     }
     armored_blocks(text, false)
+}
+
+/// A duplicity time interval: numbers with units s, m, h, D, W, M, Y, e.g. `1M` or `2W3D`.
+fn duplicity_interval(text: &str) -> Result<(), String> {
+    let expected = "expected a duplicity interval like `1M`, `2W` or `1W3D` (units s m h D W M Y)";
+    let mut digits = 0;
+    let mut units = 0;
+    for c in text.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            's' | 'm' | 'h' | 'D' | 'W' | 'M' | 'Y' if digits > 0 => {
+                digits = 0;
+                units += 1;
+            }
+            _ => return Err(format!("{expected}, found `{text}`")),
+        }
+    }
+    if units == 0 || digits > 0 {
+        return Err(format!("{expected}, found `{text}`"));
+    }
+    Ok(())
 }
 
 fn pgp_secret_key(text: &str) -> Result<(), String> {

@@ -450,3 +450,35 @@ fn every_value_problem_of_a_file_is_reported_in_file_order() {
     assert!(shown.starts_with("7 problems:\n  env.yml:"), "{shown}");
     assert_eq!(shown.lines().count(), 8, "{shown}");
 }
+
+#[test]
+fn backup_schedule_interval_and_retention_are_checked() {
+    let with = |lines: &str| {
+        ORIGINAL.replace(
+            "    url: file:///volatile/ecs-backup-test/\n",
+            &format!("    url: file:///volatile/ecs-backup-test/\n{lines}"),
+        )
+    };
+    let env = load(&with("")).unwrap();
+    assert_eq!(env.appliance.backup.schedule, "*-*-* 00:30:00");
+    assert_eq!(env.appliance.backup.full_if_older_than, "1M");
+    assert_eq!(env.appliance.backup.keep_full, 3);
+    let env = load(&with(
+        "    schedule: 'Sun *-*-* 02:00'\n    full_if_older_than: 2W3D\n    keep_full: 1\n",
+    ))
+    .unwrap();
+    assert_eq!(env.appliance.backup.full_if_older_than, "2W3D");
+    for bad in ["1 month", "M", "12", "1x", "-1M"] {
+        let text = with(&format!("    full_if_older_than: '{bad}'\n"));
+        let m = problem(&text, "appliance.backup.full_if_older_than");
+        assert!(m.contains("expected a duplicity interval"), "{m}");
+        assert!(
+            m.starts_with(&format!("env.yml:{}:", line_of(&text, "full_if_older_than:"))),
+            "{m}"
+        );
+    }
+    let m = problem(&with("    keep_full: 0\n"), "appliance.backup.keep_full");
+    assert!(m.contains("expected at least 1"), "{m}");
+    let m = problem(&with("    schedule: 'Sunn 25:00'\n"), "appliance.backup.schedule");
+    assert!(m.contains("systemd can parse"), "{m}");
+}

@@ -133,7 +133,8 @@ impl Appliance {
             "run-dir: {r}/run/ecs\nactive-env: {r}/run/active-env.yml\napp-env: {r}/app/env.yml\nseed-devices: []\n\
              data-dir: {r}/data\nvolatile-dir: {r}/volatile\nstorage: directories\ndocker-host: {dh}\n\
              project: {p}\nimages-dir: {r}/images\ncompose-template: {r}/compose.yml\nlisten-address: 127.0.0.1\nhttp-port: {h}\n\
-             https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n",
+             https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n\
+             systemd-run-dir: null\n",
             r = self.dir.path().display(),
             dh = self.docker_host,
             p = self.name,
@@ -490,38 +491,19 @@ impl BackupTarget {
     }
 }
 
-/// A backup of `app` (running) to `target`, as `ecs-agent backup` makes it: `pg_dump -Fc` to a
-/// temporary name in the dump directory, renamed to its final `ecs.pgdump`; then a full
-/// duplicity backup of the vault and the dump directory, encrypted to the ecs_backup key.
-/// The coordinator switches this to `ecs-agent backup` when both land: every test that needs a
-/// backup makes it here.
+/// A backup of `app` (running, its env.yml carrying `target.env_section()`) to `target`, made
+/// by `ecs-agent backup` itself: every test that restores reads what the command wrote.
 pub fn make_backup(app: &Appliance, target: &BackupTarget) {
-    app.compose()
-        .args([
-            "exec",
-            "-T",
-            "db",
-            "sh",
-            "-c",
-            "pg_dump -U postgres -Fc -f /dump/ecs.pgdump.tmp ecs && mv /dump/ecs.pgdump.tmp /dump/ecs.pgdump",
-        ])
-        .run_checked()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let data = app.path("data");
-    Command::new(need(DUPLICITY))
-        .args(["full", "--encrypt-key", &target.fpr, "--archive-dir"])
-        .arg(target.keys.path().join("archive"))
-        .arg("--include")
-        .arg(data.join("ecs-storage-vault"))
-        .arg("--include")
-        .arg(data.join("dump/ecs-postgres"))
-        .args(["--exclude", "**"])
-        .arg(&data)
-        .arg(&target.url)
-        .env("GNUPGHOME", target.keys.path())
-        .env("PASSPHRASE", "")
-        .run_checked()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = app.agent(&["backup"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "ecs-agent backup: {text}");
+    assert!(text.contains("ecs-agent: backup ok: "), "{text}");
+    let env = std::fs::read_to_string(app.path("run/active-env.yml")).unwrap();
+    assert!(
+        env.contains(&target.url),
+        "the appliance's env.yml does not back up to {}: write it with target.env_section()",
+        target.url
+    );
 }
 
 /// Tables the fixture's hooks write at every migrate (one row per run): a restore adds to them.

@@ -21,8 +21,8 @@ use openpgp::Kind;
 pub use ssh::{AuthorizedKey, parse_authorized_key};
 
 use crate::model::{
-    Appliance, Backup, ClientCa, Database, Dkim, Ecs, EcsGit, Env, Extra, Metric, Recover, Ssl, Storage,
-    Update, Userswitcher,
+    Appliance, Backup, ClientCa, DEFAULT_BACKUP_SCHEDULE, DEFAULT_FULL_IF_OLDER_THAN, DEFAULT_KEEP_FULL,
+    Database, Dkim, Ecs, EcsGit, Env, Extra, Metric, Recover, Ssl, Storage, Update, Userswitcher,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +174,9 @@ impl Env {
                     options: None,
                     mount: None,
                     encrypt: keys.backup_key.clone(),
+                    schedule: DEFAULT_BACKUP_SCHEDULE.to_string(),
+                    full_if_older_than: DEFAULT_FULL_IF_OLDER_THAN.to_string(),
+                    keep_full: DEFAULT_KEEP_FULL,
                 },
                 database: Some(Database {
                     password: keys.database_password.clone(),

@@ -477,6 +477,27 @@ pub const KEYS: &[Key] = &[
         "OpenPGP key `ecs_backup`: backups are encrypted to it.",
     )),
     k(
+        "appliance.backup.schedule",
+        "string (systemd OnCalendar=)",
+        "*-*-* 00:30:00",
+        "ecs-agent start (the backup timer's drop-in)",
+        "When `ecs-agent backup` runs (ecs-agent-backup.timer); checked with `systemd-analyze calendar`.",
+    ),
+    k(
+        "appliance.backup.full_if_older_than",
+        "string (duplicity interval)",
+        "1M",
+        "ecs-agent backup (duplicity --full-if-older-than)",
+        "A new full backup when the last full one is older than this (units s m h D W M Y, e.g. `2W`); incremental ones otherwise.",
+    ),
+    k(
+        "appliance.backup.keep_full",
+        "integer >= 1",
+        "3",
+        "ecs-agent backup (duplicity remove-all-but-n-full)",
+        "How many full backups, with their incremental ones, are kept at the target; older ones are removed after each backup.",
+    ),
+    k(
         "appliance.database",
         "mapping",
         "",
