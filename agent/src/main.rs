@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ecs_agent::context::Context;
-use ecs_agent::{lifecycle, lock, start, status};
+use ecs_agent::{lifecycle, lock, start, status, update};
 
 /// The ECS appliance agent.
 #[derive(Parser)]
@@ -31,6 +31,14 @@ enum Command {
         /// Print status.json as it is.
         #[arg(long)]
         json: bool,
+    },
+    /// Run another version of the app: build or load its images while the old one serves,
+    /// migrate under a PRE_MIGRATE snapshot when its migrations differ, and roll back (snapshot
+    /// merged, old version started) if it fails or does not get healthy.
+    UpdateEcs {
+        /// The version (git ref) to run; default: env.yml's ecs.git commitid, else branch.
+        #[arg(long, value_name = "REF")]
+        to: Option<String>,
     },
     /// Get or renew the TLS certificate (ACME, else self-signed) and reload the frontend.
     RenewTls,
@@ -91,6 +99,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::UpdateEcs { to } => {
+            let wait = std::time::Duration::from_secs(cli.wait_lock);
+            let code = lifecycle::run(&ctx, "update-ecs", wait, |job| update::run(job, to.as_deref()));
+            Ok(ExitCode::from(code as u8))
         }
         Command::RenewTls => {
             let msg = start::renew_tls(&ctx)?;
