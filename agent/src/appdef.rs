@@ -210,7 +210,10 @@ mod tests {
             "{e}"
         );
         let e = def("", ", migrations: []").unwrap_err().to_string();
-        assert!(e.contains("key x-ecs.hooks.migrations: expected a command"), "{e}");
+        assert!(
+            e.contains("key x-ecs.hooks.migrations: expected a command"),
+            "{e}"
+        );
         let e = def(", extensions: [\"a'b\"]", "").unwrap_err().to_string();
         assert!(e.contains("key x-ecs.database.extensions"), "{e}");
     }

@@ -52,8 +52,9 @@ pub fn run(job: &mut Job, to: Option<&str>) -> anyhow::Result<String> {
     let migrations = match &def.hooks.migrations {
         Some(argv) => {
             let list = |c: &Compose, v: &str| {
-                c.run(&def.hooks.service, argv)
-                    .with_context(|| format!("listing the migrations of version {v} (x-ecs.hooks.migrations)"))
+                c.run(&def.hooks.service, argv).with_context(|| {
+                    format!("listing the migrations of version {v} (x-ecs.hooks.migrations)")
+                })
             };
             let (a, b) = (list(&old, &from)?, list(&new, &to)?);
             a.trim() != b.trim()
@@ -70,10 +71,7 @@ pub fn run(job: &mut Job, to: Option<&str>) -> anyhow::Result<String> {
     let mut snapshot_taken = false;
     let result = install(ctx, &new, &def, migrations, &mut snapshot_taken);
     job.detail("migrated", migrations && result.is_ok());
-    job.detail(
-        "snapshot",
-        snapshot_taken.then_some(snapshot::PRE_MIGRATE),
-    );
+    job.detail("snapshot", snapshot_taken.then_some(snapshot::PRE_MIGRATE));
     if let Err(e) = result {
         let e = e.context(format!("updating the app from {from} to {to}"));
         tracing::error!("{}; rolling back", host_util::redact_urls(&format!("{e:#}")));
@@ -88,7 +86,10 @@ pub fn run(job: &mut Job, to: Option<&str>) -> anyhow::Result<String> {
                 frontend::apply(ctx, &domain, &Mode::Service)
                     .context("switching the frontend back to the app")?;
                 let how = if snapshot_taken {
-                    format!("the data is back as it was before (snapshot {} merged)", snapshot::PRE_MIGRATE)
+                    format!(
+                        "the data is back as it was before (snapshot {} merged)",
+                        snapshot::PRE_MIGRATE
+                    )
                 } else {
                     "the data was not changed".to_string()
                 };
@@ -107,8 +108,7 @@ pub fn run(job: &mut Job, to: Option<&str>) -> anyhow::Result<String> {
     let downtime = stopped.elapsed().as_secs_f64();
     job.detail("downtime_seconds", round(downtime));
     lifecycle::update(ctx, |l| {
-        l.facts
-            .insert(start::APP_VERSION_FACT.into(), to.clone().into());
+        l.facts.insert(start::APP_VERSION_FACT.into(), to.clone().into());
     })
     .context("recording the version the app runs")?;
     let removed = remove_old_images(&new, &old_images, &new_images);
@@ -160,7 +160,10 @@ fn prepare_images(new: &Compose, version: &str) -> anyhow::Result<BTreeMap<Strin
         .map(|(s, _)| s.clone())
         .collect();
     if !build.is_empty() {
-        println!("ecs-agent: update-ecs: building {} for version {version}", build.join(", "));
+        println!(
+            "ecs-agent: update-ecs: building {} for version {version}",
+            build.join(", ")
+        );
         new.build(&build)?;
     }
     for (service, i) in &images {
@@ -210,8 +213,7 @@ fn install(
 fn rollback(ctx: &Context, job: &Job, old: &Compose, def: &AppDef, merge: bool) -> anyhow::Result<()> {
     old.stop(&[]).context("stopping the project")?;
     if merge {
-        snapshot::merge_back(ctx, snapshot::PRE_MIGRATE)
-            .context("merging the PRE_MIGRATE snapshot back")?;
+        snapshot::merge_back(ctx, snapshot::PRE_MIGRATE).context("merging the PRE_MIGRATE snapshot back")?;
     }
     database::start(ctx, old, def, &job.env.settings.database_password)?;
     start::containers(ctx, old, def)?;
@@ -261,5 +263,4 @@ mod tests {
             assert!(e.is::<Refused>(), "{bad:?}: {e}");
         }
     }
-
 }

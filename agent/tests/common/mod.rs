@@ -289,6 +289,27 @@ impl Appliance {
             .to_string()
     }
 
+    /// Each table of the app database (public schema) with its row count and a checksum of its
+    /// rows' text: equal fingerprints mean equal content.
+    pub fn db_fingerprint(&self) -> BTreeMap<String, String> {
+        let tables = self.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
+        tables
+            .lines()
+            .map(|t| {
+                let sum = self.psql(&format!(
+                    "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '-') FROM \"{t}\" x"
+                ));
+                (t.to_string(), sum)
+            })
+            .collect()
+    }
+
+    /// The lifecycle records (data/etc/ecs-agent/lifecycle.json).
+    pub fn lifecycle(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("data/etc/ecs-agent/lifecycle.json")).unwrap())
+            .unwrap()
+    }
+
     pub fn app(&self, args: &[&str]) {
         self.compose()
             .args([
