@@ -334,7 +334,7 @@ pub fn hook(compose: &Compose, def: &AppDef, name: &str, argv: &[String]) -> any
 
 /// `migrate`, then `bootstrap`: ECS runs its bootstrap after every migrate (it is idempotent and
 /// brings what the new code expects, e.g. workflow and checklist definitions, into the database).
-fn migrate(compose: &Compose, def: &AppDef) -> anyhow::Result<()> {
+pub fn migrate(compose: &Compose, def: &AppDef) -> anyhow::Result<()> {
     hook(compose, def, "migrate", &def.hooks.migrate)?;
     if let Some(b) = &def.hooks.bootstrap {
         hook(compose, def, "bootstrap", b)?;

@@ -291,22 +291,22 @@ impl Compose {
         Ok(())
     }
 
+    /// Stops `services` (their containers stay, to be started again by `up`).
+    pub fn stop(&self, services: &[String]) -> anyhow::Result<()> {
+        self.command()
+            .args(["stop"])
+            .args(services)
+            .run_checked()
+            .with_context(|| format!("stopping {}", services.join(", ")))?;
+        Ok(())
+    }
+
     /// Stops and removes the project's containers (volumes and data directories stay).
     pub fn down(&self) -> anyhow::Result<()> {
         self.command()
             .args(["down", "--remove-orphans"])
             .run_checked()
             .context("stopping the project")?;
-        Ok(())
-    }
-
-    /// Stops `services`' containers (they stay, for `up` to recreate or restart).
-    pub fn stop(&self, services: &[String]) -> anyhow::Result<()> {
-        self.command()
-            .arg("stop")
-            .args(services)
-            .run_checked()
-            .with_context(|| format!("stopping {}", services.join(", ")))?;
         Ok(())
     }
 

@@ -218,19 +218,19 @@ pub fn run(
 }
 
 fn report(ctx: &Context, env: &LoadedEnv, name: &str, word: &str, text: &str) {
-    if let Some(dsn) = &env.settings.sentry_dsn {
-        if let Err(err) = crate::report::send(
+    if let Some(dsn) = &env.settings.sentry_dsn
+        && let Err(err) = crate::report::send(
             dsn,
             &ctx.run_dir,
             "error",
             &format!("{name} {word}: {text}"),
             &[("command", name), ("domain", &env.settings.domain)],
-        ) {
-            tracing::warn!(
-                "reporting to sentry: {}",
-                host_util::redact_urls(&format!("{err:#}"))
-            );
-        }
+        )
+    {
+        tracing::warn!(
+            "reporting to sentry: {}",
+            host_util::redact_urls(&format!("{err:#}"))
+        );
     }
 }
 

@@ -42,6 +42,15 @@ enum Command {
     },
     /// Get or renew the TLS certificate (ACME, else self-signed) and reload the frontend.
     RenewTls,
+    /// Run the app's migrations behind a PRE_MIGRATE snapshot of the data volume (rolled back
+    /// if they fail); the app is stopped meanwhile.
+    DatabaseMigrate,
+    /// Remove a snapshot of the data volume (what the PRE_MIGRATE expiry timer runs).
+    RemoveSnapshot {
+        /// The snapshot.
+        #[arg(default_value = ecs_agent::snapshot::PRE_MIGRATE)]
+        name: String,
+    },
     /// Write the "starting" page unless the frontend has a config (ecs-frontend's ExecStartPre).
     #[command(hide = true)]
     FrontendConfig,
@@ -76,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         None => Context::default(),
     };
+    let wait = std::time::Duration::from_secs(cli.wait_lock);
     match cli.command {
         Command::Start => {
             let outcome = start::start(&ctx)?;
@@ -100,16 +110,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::UpdateEcs { to } => {
-            let wait = std::time::Duration::from_secs(cli.wait_lock);
-            let code = lifecycle::run(&ctx, "update-ecs", wait, |job| update::run(job, to.as_deref()));
-            Ok(ExitCode::from(code as u8))
-        }
+        Command::UpdateEcs { to } => Ok(exit(lifecycle::run(&ctx, "update-ecs", wait, |job| {
+            update::run(job, to.as_deref())
+        }))),
         Command::RenewTls => {
             let msg = start::renew_tls(&ctx)?;
             println!("ecs-agent: renew-tls ok: {msg}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::DatabaseMigrate => Ok(exit(lifecycle::run(
+            &ctx,
+            "database-migrate",
+            wait,
+            ecs_agent::migrate::command,
+        ))),
+        Command::RemoveSnapshot { name } => Ok(exit(lifecycle::run(&ctx, "remove-snapshot", wait, |job| {
+            ecs_agent::migrate::remove_command(job, &name)
+        }))),
         Command::FrontendConfig => {
             ecs_agent::frontend::write_initial(&ctx)?;
             Ok(ExitCode::SUCCESS)
@@ -119,6 +136,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code as u8)
 }
 
 fn main() -> ExitCode {

@@ -245,7 +245,7 @@ pub fn project(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<(Compose, AppDe
     ))
 }
 
-/// Starts the support services, then the app, each waited for until healthy.
+/// Starts the support services, then the app, waiting for each group to be healthy.
 pub fn containers(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::Result<String> {
     let timeout = Duration::from_secs(ctx.health_timeout_secs);
     if !def.support.is_empty() {

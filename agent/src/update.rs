@@ -211,11 +211,12 @@ fn install(
 /// Back to the version that ran: everything using /data stops, the snapshot of this update (if
 /// any) is merged back, then the database and the old version start.
 fn rollback(ctx: &Context, job: &Job, old: &Compose, def: &AppDef, merge: bool) -> anyhow::Result<()> {
-    old.stop(&[]).context("stopping the project")?;
+    let password = &job.env.settings.database_password;
     if merge {
-        snapshot::merge_back(ctx, snapshot::PRE_MIGRATE).context("merging the PRE_MIGRATE snapshot back")?;
+        return migrate::roll_back(ctx, old, def, password);
     }
-    database::start(ctx, old, def, &job.env.settings.database_password)?;
+    old.down().context("stopping the new version")?;
+    database::start(ctx, old, def, password)?;
     start::containers(ctx, old, def)?;
     Ok(())
 }

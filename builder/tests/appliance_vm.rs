@@ -183,6 +183,7 @@ impl Guest {
             forward: vec![22, 80, 443],
             serial_log: img.ws.work.join(format!("{}-boot{n}.log", self.name)),
             default_devices: self.default_devices,
+            incoming: None,
         })
         .unwrap_or_else(|e| panic!("{e:#}"))
     }
@@ -687,9 +688,13 @@ fn update_ecs_rolls_back_failed_versions_with_the_snapshot_and_migrates_a_good_o
     );
     assert_removal_timer_in_7_days(&mut vm);
 
-    // No room for a snapshot: database-migrate refuses, the app keeps serving.
+    // No room for a snapshot: database-migrate refuses, the app keeps serving. PRE_MIGRATE holds
+    // all the free room (database-migrate would replace it): removed first, as its timer would.
     let t = Instant::now();
-    ssh(&mut vm, "lvcreate -q -y -l 100%FREE -n filler permanent");
+    ssh(
+        &mut vm,
+        "lvremove -q -y permanent/PRE_MIGRATE && lvcreate -q -y -l 100%FREE -n filler permanent",
+    );
     let (text, code) = run_once(&mut vm, "ecs-agent database-migrate");
     phase("database-migrate without room (refused)", t);
     assert_eq!(code, 1, "{text}");

@@ -456,6 +456,7 @@ fn image_boots_from_its_own_grub_with_seed_and_blank_data_disk() {
         forward: vec![22],
         serial_log: f.ws.work.join("boot-console.log"),
         default_devices: false,
+        incoming: None,
     })
     .unwrap_or_else(|e| panic!("{e:#}"));
     let minutes = |m: u64| Duration::from_secs(60 * m);

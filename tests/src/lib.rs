@@ -49,6 +49,8 @@ pub struct VmConfig {
     /// the `pc` machine's floppy controller with `fd0`, and the seed as `-cdrom`. The tests of
     /// the agent's disk choice need them; the rest run without.
     pub default_devices: bool,
+    /// Start from a saved state (`Vm::save`) instead of booting: qemu's `-incoming file:`.
+    pub incoming: Option<PathBuf>,
 }
 
 /// A running guest. Dropping it kills qemu. qemu also gets SIGKILL when the thread that
@@ -60,7 +62,24 @@ pub struct Vm {
     child: Child,
     serial_log: PathBuf,
     ports: Vec<(u16, u16)>,
+    /// qemu's QMP socket, for saving and restoring the guest.
+    qmp: PathBuf,
+    /// The configuration it was started with (drives as given).
+    config: VmConfig,
 }
+
+/// A guest frozen to files by `Vm::save`: its memory and device state, and its disks as they
+/// were at that instant. Restoring it (`Saved::restore`) gives a running guest in seconds where
+/// a boot takes minutes under TCG; every restore writes to its own overlays, so any number of
+/// scenarios start from one saved appliance, side by side.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub state: PathBuf,
+    /// The configuration to restore with: the frozen disks, the same devices.
+    pub config: VmConfig,
+}
+
+pub const QEMU_IMG: Tool = Tool::new("qemu-img", "qemu-utils");
 
 fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
@@ -76,6 +95,14 @@ impl Vm {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
             ports.push((*guest, host));
         }
+        // A unix socket path has at most 107 bytes: keep it short, in /tmp.
+        static QMP_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let qmp = std::env::temp_dir().join(format!(
+            "ecs-qmp-{}-{}.sock",
+            std::process::id(),
+            QMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&qmp);
         let mut cmd = SETPRIV.command()?;
         // setpriv execs qemu, so the child's pid is qemu's.
         cmd.args(["--pdeathsig", "KILL", "--"]).arg(QEMU.path()?);
@@ -90,11 +117,13 @@ impl Vm {
             &config.cpus.to_string(),
         ])
         .args(["-display", "none", "-vga", "none", "-monitor", "none"])
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()))
         .arg("-serial")
         .arg(format!("file:{}", config.serial_log.display()))
         .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
         for (i, d) in config.drives.iter().enumerate() {
-            let mut spec = format!("file={},if=virtio,format={}", d.path.display(), d.format);
+            let mut spec = format!("file={},if=virtio,format={},id=d{i}", d.path.display(), d.format);
             if d.snapshot {
                 spec.push_str(",snapshot=on");
             }
@@ -113,6 +142,9 @@ impl Vm {
             }
             None => {}
         }
+        if let Some(state) = &config.incoming {
+            cmd.arg("-incoming").arg(format!("file:{}", state.display()));
+        }
         let argv = cmd.argv_string();
         let stderr_log = config.serial_log.with_extension("qemu-stderr");
         let stderr = std::fs::File::create(&stderr_log)
@@ -127,9 +159,132 @@ impl Vm {
             child,
             serial_log: config.serial_log.clone(),
             ports,
+            qmp,
+            config: config.clone(),
         };
         vm.wait_for_qemu_exec(&stderr_log)?;
+        if config.incoming.is_some() {
+            vm.resume_incoming()?;
+        }
         Ok(vm)
+    }
+
+    /// One QMP command and its `return` value (a fresh connection each time: QMP needs its
+    /// capabilities negotiated per connection, and commands here are few).
+    pub fn qmp(&self, execute: &str, arguments: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        use std::io::{BufRead, BufReader};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match std::os::unix::net::UnixStream::connect(&self.qmp) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e)
+                        .with_context(|| format!("connecting to qemu's QMP socket {}", self.qmp.display()));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut writer = stream;
+        let mut reply = |command: serde_json::Value| -> anyhow::Result<serde_json::Value> {
+            writeln!(writer, "{command}")?;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line)? == 0 {
+                    bail!("qemu closed its QMP socket");
+                }
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))?;
+                if let Some(r) = v.get("return") {
+                    return Ok(r.clone());
+                }
+                if let Some(e) = v.get("error") {
+                    bail!("QMP {}: {}", command["execute"], e);
+                }
+                // Events and the greeting: read on.
+            }
+        };
+        reply(serde_json::json!({"execute": "qmp_capabilities"}))?;
+        reply(serde_json::json!({"execute": execute, "arguments": arguments}))
+    }
+
+    fn run_state(&self) -> anyhow::Result<String> {
+        Ok(self.qmp("query-status", serde_json::json!({}))?["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string())
+    }
+
+    /// After `-incoming`: waits until the state is loaded, then lets the guest run.
+    fn resume_incoming(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("qemu exited ({status}) while loading its saved state");
+            }
+            let state = self.run_state()?;
+            match state.as_str() {
+                "inmigrate" | "prelaunch" if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                "running" => return Ok(()),
+                "paused" | "postmigrate" | "finish-migrate" | "restore-vm" => {
+                    self.qmp("cont", serde_json::json!({}))?;
+                    return Ok(());
+                }
+                other => bail!("qemu's state after loading the saved guest is {other:?}"),
+            }
+        }
+    }
+
+    /// Freezes the guest to files in `dir` and lets it run on: the memory and device state to
+    /// `dir/state`, and each disk as it is now (qemu goes on writing to a new overlay beside
+    /// it, `<disk>.after-save.qcow2`). Disks attached with `snapshot: true` cannot be saved.
+    pub fn save(&mut self, dir: &Path) -> anyhow::Result<Saved> {
+        if let Some(d) = self.config.drives.iter().find(|d| d.snapshot) {
+            bail!(
+                "{} is attached with snapshot=on: its writes cannot be saved",
+                d.path.display()
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let state = dir.join("state");
+        self.qmp("stop", serde_json::json!({}))?;
+        self.qmp(
+            "migrate",
+            serde_json::json!({"uri": format!("file:{}", state.display())}),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            let m = self.qmp("query-migrate", serde_json::json!({}))?;
+            match m["status"].as_str().unwrap_or("") {
+                "completed" => break,
+                "failed" | "cancelled" => bail!("saving the guest failed: {m}"),
+                _ if Instant::now() > deadline => bail!("saving the guest took over 15 minutes: {m}"),
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        // The files as they are now are the saved disks; the guest goes on in overlays.
+        let mut drives = Vec::new();
+        for (i, d) in self.config.drives.iter().enumerate() {
+            let mut after = d.path.clone().into_os_string();
+            after.push(".after-save.qcow2");
+            self.qmp(
+                "blockdev-snapshot-sync",
+                serde_json::json!({
+                    "device": format!("d{i}"),
+                    "snapshot-file": after.to_string_lossy(),
+                    "format": "qcow2",
+                }),
+            )?;
+            drives.push(d.clone());
+        }
+        self.qmp("cont", serde_json::json!({}))?;
+        let mut config = self.config.clone();
+        config.drives = drives;
+        config.incoming = Some(state.clone());
+        Ok(Saved { state, config })
     }
 
     /// Waits until setpriv has exec'd qemu: only then is the parent-death signal set, so only
@@ -151,6 +306,11 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What it was started with (its drives, ports asked for, console file).
+    pub fn config(&self) -> &VmConfig {
+        &self.config
     }
 
     /// qemu's process id.
@@ -290,6 +450,32 @@ impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.qmp);
+    }
+}
+
+impl Saved {
+    /// A running guest from the saved state: its own qcow2 overlay of each saved disk in
+    /// `dir` (named after `name`), the console to `serial_log`, new host ports.
+    pub fn restore(&self, name: &str, dir: &Path, serial_log: PathBuf) -> anyhow::Result<Vm> {
+        let mut config = self.config.clone();
+        for (i, d) in config.drives.iter_mut().enumerate() {
+            let overlay = dir.join(format!("{name}-d{i}.qcow2"));
+            let _ = std::fs::remove_file(&overlay);
+            QEMU_IMG
+                .command()?
+                .args(["create", "-q", "-f", "qcow2", "-F", d.format, "-b"])
+                .arg(&d.path)
+                .arg(&overlay)
+                .run_checked()?;
+            *d = Drive {
+                path: overlay,
+                format: "qcow2",
+                snapshot: false,
+            };
+        }
+        config.serial_log = serial_log;
+        Vm::boot(&config)
     }
 }
 

@@ -31,6 +31,7 @@ fn qemu_dies_when_the_thread_that_booted_it_exits() {
         forward: vec![],
         serial_log: dir.path().join("console.log"),
         default_devices: false,
+        incoming: None,
     };
     let pid = std::thread::spawn(move || {
         let mut vm = Vm::boot(&config).unwrap_or_else(|e| panic!("{e:#}"));
