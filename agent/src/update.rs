@@ -104,13 +104,14 @@ pub fn run(job: &mut Job, to: Option<&str>) -> anyhow::Result<String> {
             }
         };
     }
-    frontend::apply(ctx, &domain, &Mode::Service).context("switching the frontend to the app")?;
-    let downtime = stopped.elapsed().as_secs_f64();
-    job.detail("downtime_seconds", round(downtime));
+    // Recorded first: whatever happens next, a start runs the version the data was migrated for.
     lifecycle::update(ctx, |l| {
         l.facts.insert(start::APP_VERSION_FACT.into(), to.clone().into());
     })
     .context("recording the version the app runs")?;
+    frontend::apply(ctx, &domain, &Mode::Service).context("switching the frontend to the app")?;
+    let downtime = stopped.elapsed().as_secs_f64();
+    job.detail("downtime_seconds", round(downtime));
     let removed = remove_old_images(&new, &old_images, &new_images);
     job.detail("images_removed", removed.clone());
     println!("ecs-agent: update-ecs downtime {downtime:.1}s (app stopped to app healthy)");

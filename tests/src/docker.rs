@@ -31,10 +31,15 @@ pub fn app_version_image(version: &str) -> String {
     format!("ecs-fixture-app:{version}")
 }
 
-/// Every fixture image tag: the database, the app and the app's versions.
+/// v1 also as `ecs-fixture-app:master`: the version of an env.yml without `ecs.git` (its
+/// default branch), such as one `ecs-build config new` writes.
+pub const DEFAULT_VERSION_ALIAS: &str = "master";
+
+/// Every fixture image tag: the database, the app, the app's versions and v1's alias.
 pub fn fixture_images() -> Vec<String> {
     let mut tags = vec![POSTGRES_IMAGE.to_string(), APP_IMAGE.to_string()];
     tags.extend(APP_VERSIONS.iter().map(|v| app_version_image(v)));
+    tags.push(app_version_image(DEFAULT_VERSION_ALIAS));
     tags
 }
 
@@ -178,6 +183,13 @@ fn build_images(dir: &Path, host: &str) {
             .run_checked()
             .unwrap_or_else(|e| panic!("building {tag}: {e}"));
     }
+    let alias = app_version_image(DEFAULT_VERSION_ALIAS);
+    command(host)
+        .arg("tag")
+        .arg(app_version_image("v1"))
+        .arg(&alias)
+        .run_checked()
+        .unwrap_or_else(|e| panic!("tagging {alias}: {e}"));
 }
 
 /// The shared dockerd with the fixture images, started (or reused) once per test process.
