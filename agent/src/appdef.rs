@@ -64,6 +64,12 @@ pub struct Hooks {
     /// Run after every `migrate` (new database and restore), as ECS's prepare_database does.
     #[serde(default)]
     pub bootstrap: Option<Vec<String>>,
+    /// Prints the migrations the code has (ECS: `manage.py showmigrations --plan`). update-ecs
+    /// runs it with the running and the target version's image: the same output means the
+    /// target has no new migration, so it starts without migrate and snapshot. Without it,
+    /// every update migrates.
+    #[serde(default)]
+    pub migrations: Option<Vec<String>>,
 }
 
 /// `premigrate: {command: [...], if-table-missing: TABLE}`: what makes a restored database old
@@ -112,6 +118,7 @@ pub fn parse(name: &Path, text: &str) -> anyhow::Result<AppDef> {
     }
     let mut commands = vec![("x-ecs.hooks.migrate", &def.hooks.migrate)];
     commands.extend(def.hooks.bootstrap.iter().map(|c| ("x-ecs.hooks.bootstrap", c)));
+    commands.extend(def.hooks.migrations.iter().map(|c| ("x-ecs.hooks.migrations", c)));
     if let Some(pre) = &def.hooks.premigrate {
         commands.push(("x-ecs.hooks.premigrate.command", &pre.command));
         if !is_name(&pre.if_table_missing, false) {
@@ -163,6 +170,10 @@ mod tests {
             "django_migrations"
         );
         assert!(def.app.iter().any(|s| s == "ecs.web"));
+        assert_eq!(
+            def.hooks.migrations.unwrap(),
+            ["run", "./manage.py", "showmigrations", "--plan"]
+        );
     }
 
     #[test]
@@ -196,6 +207,11 @@ mod tests {
             .to_string();
         assert!(
             e.contains("key x-ecs.hooks.premigrate.command: expected a command"),
+            "{e}"
+        );
+        let e = def("", ", migrations: []").unwrap_err().to_string();
+        assert!(
+            e.contains("key x-ecs.hooks.migrations: expected a command"),
             "{e}"
         );
         let e = def(", extensions: [\"a'b\"]", "").unwrap_err().to_string();

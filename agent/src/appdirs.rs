@@ -302,6 +302,19 @@ fn stop_agent(home: &Path) {
             .args(["--kill", "gpg-agent"])
             .run_checked();
     }
+    // gpgconf returns when the agent was told to go; it removes its sockets on the way out. The
+    // home is the app's keyring: no socket of a dead agent may be left in it, so wait (briefly).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let has_socket = || {
+        fs::read_dir(home).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with("S.gpg-agent"))
+        })
+    };
+    while has_socket() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Stops the agent of the new keyring (on success and on failure) before the directory goes.

@@ -328,7 +328,8 @@ pub fn start(ctx: &Context, compose: &Compose, def: &AppDef, password: &str) -> 
     ))
 }
 
-fn hook(compose: &Compose, def: &AppDef, name: &str, argv: &[String]) -> anyhow::Result<()> {
+/// Runs one of the definition's hooks in a fresh container of its service.
+pub fn hook(compose: &Compose, def: &AppDef, name: &str, argv: &[String]) -> anyhow::Result<()> {
     tracing::info!("running hook {name}");
     compose
         .run(&def.hooks.service, argv)

@@ -238,6 +238,26 @@ pub struct Compose {
     pub env: BTreeMap<String, String>,
 }
 
+/// A service's image in the resolved compose file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceImage {
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub build: Option<serde_json::Value>,
+}
+
+impl Docker {
+    /// Whether the engine has the image `tag`.
+    pub fn has_image(&self, tag: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .command()?
+            .args(["image", "inspect", "--format", "{{.Id}}", tag])
+            .run_checked()
+            .is_ok())
+    }
+}
+
 /// The compose command to use: the configured one, else `docker compose` if the plugin
 /// answers, else `docker-compose`.
 pub fn detect_compose(docker: &Docker, configured: Option<&[String]>) -> anyhow::Result<Vec<String>> {
@@ -317,6 +337,32 @@ impl Compose {
             .run_checked()
             .context("stopping the project's services")?;
         Ok(())
+    }
+
+    /// Builds the images of `services` (those with `build:`), tagged as their `image:` says.
+    pub fn build(&self, services: &[String]) -> anyhow::Result<()> {
+        self.command()
+            .arg("build")
+            .args(services)
+            .run_checked()
+            .with_context(|| format!("building the images of {}", services.join(", ")))?;
+        Ok(())
+    }
+
+    /// Each service's image as compose resolves it with this environment, and whether compose
+    /// builds it (`build:`) rather than taking it from the engine.
+    pub fn images(&self) -> anyhow::Result<BTreeMap<String, ServiceImage>> {
+        #[derive(Deserialize)]
+        struct Config {
+            services: BTreeMap<String, ServiceImage>,
+        }
+        let text = self
+            .command()
+            .arg("config")
+            .run_stdout()
+            .context("resolving the compose file (compose config)")?;
+        let config: Config = serde_saphyr::from_str(&text).context("parsing compose config's output")?;
+        Ok(config.services)
     }
 
     /// Runs a one-off command in a fresh container of `service`; returns stdout.

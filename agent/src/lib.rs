@@ -28,4 +28,5 @@ pub mod status;
 pub mod storage;
 pub mod tls;
 pub mod tools;
+pub mod update;
 pub mod userdata;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ecs_agent::context::Context;
-use ecs_agent::{backup, lifecycle, lock, recover, start, status};
+use ecs_agent::{backup, lifecycle, lock, recover, start, status, update};
 
 /// The ECS appliance agent.
 #[derive(Parser)]
@@ -50,6 +50,14 @@ enum Command {
     },
     /// Dump the database and back up vault, dump and env.yml with duplicity to appliance.backup.url.
     Backup,
+    /// Run another version of the app: build or load its images while the old one serves,
+    /// migrate under a PRE_MIGRATE snapshot when its migrations differ, and roll back (snapshot
+    /// merged, old version started) if it fails or does not get healthy.
+    UpdateEcs {
+        /// The version (git ref) to run; default: env.yml's ecs.git commitid, else branch.
+        #[arg(long, value_name = "REF")]
+        to: Option<String>,
+    },
     /// Get or renew the TLS certificate (ACME, else self-signed) and reload the frontend.
     RenewTls,
     /// Run the app's migrations behind a PRE_MIGRATE snapshot of the data volume (rolled back
@@ -130,6 +138,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = lifecycle::run(&ctx, "backup", Duration::from_secs(cli.wait_lock), backup::run);
             Ok(ExitCode::from(code as u8))
         }
+        Command::UpdateEcs { to } => Ok(exit(lifecycle::run(&ctx, "update-ecs", wait, |job| {
+            update::run(job, to.as_deref())
+        }))),
         Command::RenewTls => {
             let msg = start::renew_tls(&ctx)?;
             println!("ecs-agent: renew-tls ok: {msg}");

@@ -133,8 +133,9 @@ impl Run<'_> {
     }
 }
 
-/// The environment compose interpolates the template with: env.yml flattened plus the agent's paths.
-pub fn compose_env(ctx: &Context, env: &LoadedEnv) -> BTreeMap<String, String> {
+/// The environment compose interpolates the template with: env.yml flattened plus the agent's
+/// paths and the app version it runs (`app_version`).
+pub fn compose_env(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<BTreeMap<String, String>> {
     let mut vars = env.vars.clone();
     vars.insert("AGENT_DATA_DIR".into(), ctx.data_dir.display().to_string());
     vars.insert(
@@ -144,13 +145,55 @@ pub fn compose_env(ctx: &Context, env: &LoadedEnv) -> BTreeMap<String, String> {
     vars.insert("AGENT_DUMP_DIR".into(), ctx.dump_dir().display().to_string());
     vars.insert("AGENT_UPSTREAM_PORT".into(), ctx.upstream_port.to_string());
     vars.insert("APPLIANCE_DATABASE".into(), env.settings.database.clone());
-    vars.insert("AGENT_ECS_GIT_REF".into(), ecs_git_ref(&env.vars).to_string());
-    vars
+    set_app_version(&mut vars, &app_version(ctx, env)?);
+    Ok(vars)
+}
+
+/// The lifecycle fact update-ecs records: the version the app runs since the last update.
+pub const APP_VERSION_FACT: &str = "app-version";
+
+/// The app version to run: the one update-ecs installed last (so a reboot after an update runs
+/// the updated version), else env.yml's ref (`ecs_git_ref`).
+pub fn app_version(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<String> {
+    let facts = crate::lifecycle::read(ctx)
+        .context("reading which app version runs (update-ecs's record)")?
+        .facts;
+    Ok(match facts.get(APP_VERSION_FACT).and_then(|v| v.as_str()) {
+        Some(v) => v.to_string(),
+        None => ecs_git_ref(&env.vars).to_string(),
+    })
+}
+
+/// Puts `version` where the template takes it: AGENT_ECS_GIT_REF (what ECS is built from) and
+/// AGENT_APP_TAG (the same as an image tag, so each version's images have their own tag).
+pub fn set_app_version(vars: &mut BTreeMap<String, String>, version: &str) {
+    vars.insert("AGENT_ECS_GIT_REF".into(), version.to_string());
+    vars.insert("AGENT_APP_TAG".into(), image_tag(version));
+}
+
+/// A git ref as a docker tag: characters a tag may not have become `-` (`feature/x` →
+/// `feature-x`), at most 128 long, not starting with `.` or `-`.
+pub fn image_tag(version: &str) -> String {
+    let mut tag: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(128)
+        .collect();
+    if tag.starts_with(['.', '-']) {
+        tag.replace_range(0..1, "_");
+    }
+    tag
 }
 
 /// What the ECS image is built from: the pinned commit (env.yml requires all 40 hex digits, the
 /// only form a git build context can fetch), else the branch.
-fn ecs_git_ref(vars: &BTreeMap<String, String>) -> &str {
+pub fn ecs_git_ref(vars: &BTreeMap<String, String>) -> &str {
     ["ECS_GIT_COMMITID", "ECS_GIT_BRANCH"]
         .iter()
         .filter_map(|k| vars.get(*k))
@@ -196,7 +239,7 @@ pub fn project(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<(Compose, AppDe
             argv,
             project: ctx.project.clone(),
             file,
-            env: compose_env(ctx, env),
+            env: compose_env(ctx, env)?,
         },
         def,
     ))
@@ -396,5 +439,17 @@ mod tests {
         );
         assert_eq!(ecs_git_ref(&vars(&[("ECS_GIT_BRANCH", "stable")])), "stable");
         assert_eq!(ecs_git_ref(&vars(&[("ECS_GIT_COMMITID", "")])), "master");
+    }
+
+    #[test]
+    fn versions_become_image_tags() {
+        assert_eq!(image_tag("v4"), "v4");
+        assert_eq!(image_tag("feature/new-ui"), "feature-new-ui");
+        assert_eq!(image_tag("-x"), "_x");
+        assert_eq!(image_tag(&"a".repeat(200)).len(), 128);
+        let mut vars = BTreeMap::new();
+        set_app_version(&mut vars, "release/2.1");
+        assert_eq!(vars["AGENT_ECS_GIT_REF"], "release/2.1");
+        assert_eq!(vars["AGENT_APP_TAG"], "release-2.1");
     }
 }

@@ -52,6 +52,9 @@ struct Hooks {
     premigrate: Option<Premigrate>,
     #[serde(default)]
     bootstrap: Option<Vec<String>>,
+    /// Prints the migrations the code has (update-ecs compares two versions' lists).
+    #[serde(default)]
+    migrations: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +143,7 @@ pub(crate) fn check(text: &str) -> Vec<String> {
     }
     let mut commands = vec![("x-ecs.hooks.migrate", &def.hooks.migrate)];
     commands.extend(def.hooks.bootstrap.iter().map(|c| ("x-ecs.hooks.bootstrap", c)));
+    commands.extend(def.hooks.migrations.iter().map(|c| ("x-ecs.hooks.migrations", c)));
     if let Some(pre) = &def.hooks.premigrate {
         commands.push(("x-ecs.hooks.premigrate.command", &pre.command));
         if !is_name(&pre.if_table_missing, false) {

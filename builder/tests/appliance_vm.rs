@@ -66,7 +66,11 @@ fn extra_yml(ws: &Workspace) -> PathBuf {
     let path = ws.work.join("extra.yml");
     std::fs::write(
         &path,
-        format!("appliance:\n  ssl:\n    letsencrypt:\n      enabled: false\n  compose: |\n{indented}"),
+        // ecs.git.branch names the fixture app's version (its image tag): v1, updated to v2..v4.
+        format!(
+            "appliance:\n  ssl:\n    letsencrypt:\n      enabled: false\n  compose: |\n{indented}\
+             ecs:\n  git:\n    branch: v1\n"
+        ),
     )
     .unwrap();
     path
@@ -623,4 +627,166 @@ fn a_disk_with_a_foreign_filesystem_and_another_appliances_data_disk_are_refused
     power_off(&mut vm);
     let after: Vec<(String, u64)> = guest.data.iter().map(|d| sha256_of(d)).collect();
     assert_eq!(after, before, "a refused disk was written to");
+}
+
+/// Each table of the app database with its row count and a checksum of its rows, and the
+/// sha256 of every vault file: what a rollback must give back unchanged.
+fn data_fingerprint(vm: &mut Vm) -> (String, String) {
+    let tables = psql(
+        vm,
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    );
+    let mut db = String::new();
+    for t in tables.lines() {
+        let sum = psql(
+            vm,
+            &format!(
+                "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '-') FROM {t} x"
+            ),
+        );
+        db.push_str(&format!("{t} {sum}\n"));
+    }
+    let vault = ssh(
+        vm,
+        "cd /data/ecs-storage-vault && find . -type f -print0 | sort -z | xargs -0 -r sha256sum",
+    );
+    (db, vault)
+}
+
+/// Runs `command` once over ssh (never retried: it changes the appliance); its output and exit code.
+fn run_once(vm: &mut Vm, command: &str) -> (String, i32) {
+    let out = vm
+        .ssh(&image().key, "root", &format!("{command} 2>&1; echo \"exit=$?\""))
+        .unwrap_or_else(|e| panic!("{command}: {e:#}"));
+    let (text, code) = out.trim_end().rsplit_once("exit=").unwrap();
+    (text.to_string(), code.trim().parse().unwrap())
+}
+
+fn update_record(vm: &mut Vm) -> Value {
+    let l: Value = serde_json::from_str(&ssh(vm, "cat /data/etc/ecs-agent/lifecycle.json")).unwrap();
+    l["last"]["update-ecs"].clone()
+}
+
+/// `ecs-agent update-ecs` with LVM: v2 (its migration fails after changing the database) and
+/// v3 (never healthy) each merge the PRE_MIGRATE snapshot back and serve v1 with the same data
+/// over HTTPS; v4 migrates and serves, keeps its snapshot and schedules its removal in 7 days.
+/// Then `database-migrate` with no room left in the VG refuses and the app keeps serving. One
+/// first boot for all of it (minutes under TCG); each phase's seconds are printed.
+#[test]
+fn update_ecs_rolls_back_failed_versions_with_the_snapshot_and_migrates_a_good_one() {
+    let phase = |name: &str, since: Instant| eprintln!("phase {name}: {:.0}s", since.elapsed().as_secs_f64());
+    let guest = Guest::new("update", 1);
+    let t = Instant::now();
+    let mut vm = guest.boot(1);
+    wait_running(&mut vm);
+    phase("first boot", t);
+    let v1_page = "fixture app: 1 items, 1 users\n";
+    psql(&mut vm, "INSERT INTO users (email) VALUES ('vm@example.org')");
+    ssh(
+        &mut vm,
+        "mkdir -p /data/ecs-storage-vault/ab && head -c 200000 /dev/urandom > /data/ecs-storage-vault/ab/doc.pdf.gpg \
+         && echo top > /data/ecs-storage-vault/top.gpg",
+    );
+    assert_eq!(get(&vm, true, "/"), (200, v1_page.to_string()));
+    let before = data_fingerprint(&mut vm);
+    assert!(
+        before.0.contains("users 1 ") && before.1.lines().count() == 2,
+        "{before:?}"
+    );
+
+    for (to, why) in [
+        ("v2", "v2: migration 0002_broken failed"),
+        ("v3", "service web stopped"),
+    ] {
+        let t = Instant::now();
+        let (text, code) = run_once(&mut vm, &format!("ecs-agent update-ecs --to {to}"));
+        phase(&format!("update-ecs --to {to} (rolled back)"), t);
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains("rolled back: version v1 serves again; the data is back as it was before (snapshot PRE_MIGRATE merged)")
+                && text.contains(why),
+            "{text}"
+        );
+        let r = update_record(&mut vm);
+        assert_eq!(
+            (r["result"].as_str(), r["details"]["rolled_back"].as_bool()),
+            (Some("failed"), Some(true)),
+            "{r}"
+        );
+        assert_eq!(get(&vm, true, "/"), (200, v1_page.to_string()));
+        assert_eq!(
+            data_fingerprint(&mut vm),
+            before,
+            "the data differ after {to}'s rollback"
+        );
+        // The merge consumed the snapshot; /data is back on the LV.
+        let lvs = ssh(&mut vm, "lvs --noheadings -o lv_name permanent");
+        assert!(!lvs.contains("PRE_MIGRATE"), "{lvs}");
+        assert_eq!(
+            ssh(&mut vm, "findmnt -n -o SOURCE /data").trim(),
+            "/dev/mapper/permanent-data"
+        );
+    }
+
+    let t = Instant::now();
+    let (text, code) = run_once(&mut vm, "ecs-agent update-ecs --to v4");
+    phase("update-ecs --to v4 (migrated)", t);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("ecs-agent: update-ecs downtime "), "{text}");
+    let r = update_record(&mut vm);
+    assert_eq!(
+        (r["result"].as_str(), r["details"]["snapshot"].as_str()),
+        (Some("ok"), Some("PRE_MIGRATE")),
+        "{r}"
+    );
+    assert_eq!(
+        get(&vm, true, "/"),
+        (200, "fixture app: 1 items, 1 users, 0 notes (v4)\n".to_string())
+    );
+    let lvs = ssh(&mut vm, "lvs --noheadings -o lv_name,origin permanent");
+    assert!(
+        lvs.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["PRE_MIGRATE", "data"]),
+        "{lvs}"
+    );
+    assert_removal_timer_in_7_days(&mut vm);
+
+    // No room for a snapshot: database-migrate refuses, the app keeps serving. PRE_MIGRATE holds
+    // all the free room (database-migrate would replace it): removed first, as its timer would.
+    let t = Instant::now();
+    ssh(
+        &mut vm,
+        "lvremove -q -y permanent/PRE_MIGRATE && lvcreate -q -y -l 100%FREE -n filler permanent",
+    );
+    let (text, code) = run_once(&mut vm, "ecs-agent database-migrate");
+    phase("database-migrate without room (refused)", t);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("database-migrate refused:"), "{text}");
+    assert!(text.contains("room") || text.contains("free"), "{text}");
+    assert_eq!(get(&vm, true, "/").0, 200);
+    ssh(&mut vm, "lvremove -q -y permanent/filler");
+}
+
+/// A timer that removes the PRE_MIGRATE snapshot is set for 7 days from now (± an hour).
+fn assert_removal_timer_in_7_days(vm: &mut Vm) {
+    let timers: Value = serde_json::from_str(&ssh(vm, "systemctl list-timers --all --output=json")).unwrap();
+    let now: f64 = ssh(vm, "date +%s").trim().parse().unwrap();
+    let timer = timers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            let names = format!("{} {}", t["unit"], t["activates"]).to_lowercase();
+            names.contains("pre_migrate") || names.contains("pre-migrate") || names.contains("snapshot")
+        })
+        .unwrap_or_else(|| panic!("no timer for the PRE_MIGRATE snapshot in {timers}"));
+    let next = timer["next"].as_f64().unwrap() / 1e6;
+    let days = (next - now) / 86400.0;
+    assert!((days - 7.0).abs() < 1.0 / 24.0, "{timer}: due in {days} days");
+    let unit = timer["activates"].as_str().unwrap();
+    let exec = ssh(vm, &format!("systemctl show -p ExecStart {unit}"));
+    assert!(
+        exec.contains("PRE_MIGRATE") || exec.contains("snapshot"),
+        "{exec}"
+    );
 }

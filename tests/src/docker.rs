@@ -21,6 +21,27 @@ pub const MMDEBSTRAP: Tool = Tool::new("mmdebstrap", "mmdebstrap");
 pub const POSTGRES_IMAGE: &str = "ecs-fixture-postgres:test";
 /// The fixture app (agent/fixtures/app/fixture_app.py).
 pub const APP_IMAGE: &str = "ecs-fixture-app:test";
+/// The fixture app's versions (agent/fixtures/app/README.md), tagged `ecs-fixture-app:<version>`:
+/// ENV-only layers over `APP_IMAGE`, which the fixture's compose file names by the version the
+/// agent runs (`${AGENT_APP_TAG}`). v1 is the app as it is; v2..v4 are update targets.
+pub const APP_VERSIONS: &[&str] = &["v1", "v2", "v3", "v4"];
+
+/// `ecs-fixture-app:<version>`.
+pub fn app_version_image(version: &str) -> String {
+    format!("ecs-fixture-app:{version}")
+}
+
+/// v1 also as `ecs-fixture-app:master`: the version of an env.yml without `ecs.git` (its
+/// default branch), such as one `ecs-build config new` writes.
+pub const DEFAULT_VERSION_ALIAS: &str = "master";
+
+/// Every fixture image tag: the database, the app, the app's versions and v1's alias.
+pub fn fixture_images() -> Vec<String> {
+    let mut tags = vec![POSTGRES_IMAGE.to_string(), APP_IMAGE.to_string()];
+    tags.extend(APP_VERSIONS.iter().map(|v| app_version_image(v)));
+    tags.push(app_version_image(DEFAULT_VERSION_ALIAS));
+    tags
+}
 
 /// agent/fixtures: the compose file, the app and the image recipes.
 pub fn fixtures() -> PathBuf {
@@ -127,7 +148,12 @@ fn build_images(dir: &Path, host: &str) {
     let ctx = dir.join("build-context");
     let _ = std::fs::remove_dir_all(&ctx);
     std::fs::create_dir_all(&ctx).unwrap();
-    for f in ["postgres.Dockerfile", "postgres-entrypoint.sh", "app.Dockerfile"] {
+    for f in [
+        "postgres.Dockerfile",
+        "postgres-entrypoint.sh",
+        "app.Dockerfile",
+        "app-version.Dockerfile",
+    ] {
         std::fs::copy(images.join(f), ctx.join(f)).unwrap();
     }
     std::fs::copy(fixtures().join("app/fixture_app.py"), ctx.join("fixture_app.py")).unwrap();
@@ -144,6 +170,26 @@ fn build_images(dir: &Path, host: &str) {
             .run_checked()
             .unwrap_or_else(|e| panic!("building {tag}: {e}"));
     }
+    for version in APP_VERSIONS {
+        let tag = app_version_image(version);
+        command(host)
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "-f", "app-version.Dockerfile", "--build-arg"])
+            .arg(format!("BASE={APP_IMAGE}"))
+            .arg("--build-arg")
+            .arg(format!("VERSION={version}"))
+            .args(["-t", &tag, "."])
+            .current_dir(&ctx)
+            .run_checked()
+            .unwrap_or_else(|e| panic!("building {tag}: {e}"));
+    }
+    let alias = app_version_image(DEFAULT_VERSION_ALIAS);
+    command(host)
+        .arg("tag")
+        .arg(app_version_image("v1"))
+        .arg(&alias)
+        .run_checked()
+        .unwrap_or_else(|e| panic!("tagging {alias}: {e}"));
 }
 
 /// The shared dockerd with the fixture images, started (or reused) once per test process.
@@ -168,7 +214,7 @@ pub fn harness() -> &'static Harness {
 
 /// `tag id` lines of the fixture images, as recorded beside the archive.
 fn image_ids(host: &str) -> String {
-    [POSTGRES_IMAGE, APP_IMAGE]
+    fixture_images()
         .iter()
         .map(|tag| {
             let id = command(host)
@@ -180,8 +226,9 @@ fn image_ids(host: &str) -> String {
         .collect()
 }
 
-/// One `docker save` archive (mode 0644) holding both fixture images under their tags
-/// (`POSTGRES_IMAGE`, `APP_IMAGE`): what machine.yml `images:` bakes into an appliance.
+/// One `docker save` archive (mode 0644) holding the fixture images under their tags
+/// (`fixture_images()`: the database, the app and its versions, whose shared layers the archive
+/// stores once): what machine.yml `images:` bakes into an appliance.
 /// Cached beside the harness with the image ids it was saved from (`<archive>.ids`) and saved
 /// again only when they changed; written under a temporary name, then renamed.
 pub fn fixture_archive() -> PathBuf {
@@ -201,7 +248,7 @@ pub fn fixture_archive() -> PathBuf {
             .arg("save")
             .arg("-o")
             .arg(&tmp)
-            .args([POSTGRES_IMAGE, APP_IMAGE])
+            .args(fixture_images())
             .run_checked()
             .unwrap_or_else(|e| panic!("saving the fixture images: {e}"));
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();

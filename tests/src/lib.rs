@@ -123,11 +123,7 @@ impl Vm {
         .arg(format!("file:{}", config.serial_log.display()))
         .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
         for (i, d) in config.drives.iter().enumerate() {
-            let mut spec = format!(
-                "file={},if=virtio,format={},id=d{i}",
-                d.path.display(),
-                d.format
-            );
+            let mut spec = format!("file={},if=virtio,format={},id=d{i}", d.path.display(), d.format);
             if d.snapshot {
                 spec.push_str(",snapshot=on");
             }
@@ -182,7 +178,8 @@ impl Vm {
             match std::os::unix::net::UnixStream::connect(&self.qmp) {
                 Ok(s) => break s,
                 Err(e) if Instant::now() > deadline => {
-                    return Err(e).with_context(|| format!("connecting to qemu's QMP socket {}", self.qmp.display()));
+                    return Err(e)
+                        .with_context(|| format!("connecting to qemu's QMP socket {}", self.qmp.display()));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
@@ -197,8 +194,8 @@ impl Vm {
                 if reader.read_line(&mut line)? == 0 {
                     bail!("qemu closed its QMP socket");
                 }
-                let v: serde_json::Value = serde_json::from_str(&line)
-                    .with_context(|| format!("QMP sent {line:?}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))?;
                 if let Some(r) = v.get("return") {
                     return Ok(r.clone());
                 }
@@ -246,7 +243,10 @@ impl Vm {
     /// it, `<disk>.after-save.qcow2`). Disks attached with `snapshot: true` cannot be saved.
     pub fn save(&mut self, dir: &Path) -> anyhow::Result<Saved> {
         if let Some(d) = self.config.drives.iter().find(|d| d.snapshot) {
-            bail!("{} is attached with snapshot=on: its writes cannot be saved", d.path.display());
+            bail!(
+                "{} is attached with snapshot=on: its writes cannot be saved",
+                d.path.display()
+            );
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let state = dir.join("state");

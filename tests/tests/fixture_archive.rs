@@ -1,7 +1,7 @@
-//! The fixture archive: one `docker save` of both fixture images, which machine.yml `images:`
+//! The fixture archive: one `docker save` of the fixture images (database, app, app versions), which machine.yml `images:`
 //! bakes into an appliance. Needs root (the private dockerd).
 
-use e2e_tests::docker::{APP_IMAGE, POSTGRES_IMAGE, fixture_archive};
+use e2e_tests::docker::{APP_IMAGE, POSTGRES_IMAGE, fixture_archive, fixture_images};
 use host_util::{CommandExt, Tool};
 
 #[test]
@@ -15,7 +15,7 @@ fn holds_both_fixture_images_under_their_tags() {
         .arg("manifest.json")
         .run_stdout()
         .unwrap_or_else(|e| panic!("{e}"));
-    for tag in [POSTGRES_IMAGE, APP_IMAGE] {
+    for tag in fixture_images() {
         assert!(
             manifest.contains(&format!("\"{tag}\"")),
             "{tag} not in {manifest}"

@@ -60,7 +60,9 @@ fn a_saved_guest_restores_with_its_disk_as_saved_while_the_original_writes_on() 
     };
     let mut vm = Vm::boot(&config).unwrap_or_else(|e| panic!("{e:#}"));
     qemu_io(&vm, "write -P 0x11 0 4k");
-    let saved = vm.save(&dir.path().join("saved")).unwrap_or_else(|e| panic!("{e:#}"));
+    let saved = vm
+        .save(&dir.path().join("saved"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(status(&vm), "running", "the saved guest runs on");
     assert!(saved.state.is_file());
     // The original writes on: into its overlay, not into the saved disk.
@@ -70,7 +72,10 @@ fn a_saved_guest_restores_with_its_disk_as_saved_while_the_original_writes_on() 
     let mut after = disk.clone().into_os_string();
     after.push(".after-save.qcow2");
     assert!(holds(Path::new(&after), "qcow2", 0x22));
-    assert!(holds(&disk, "raw", 0x11), "the saved disk holds what was written before the save");
+    assert!(
+        holds(&disk, "raw", 0x11),
+        "the saved disk holds what was written before the save"
+    );
 
     let restored = saved
         .restore("again", dir.path(), dir.path().join("again.log"))
@@ -86,5 +91,8 @@ fn a_saved_guest_restores_with_its_disk_as_saved_while_the_original_writes_on() 
     drop((restored, second));
     assert!(holds(&dir.path().join("again-d0.qcow2"), "qcow2", 0x33));
     assert!(holds(&dir.path().join("second-d0.qcow2"), "qcow2", 0x11));
-    assert!(holds(&disk, "raw", 0x11), "restores never write to the saved disk");
+    assert!(
+        holds(&disk, "raw", 0x11),
+        "restores never write to the saved disk"
+    );
 }

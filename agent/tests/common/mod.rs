@@ -81,7 +81,8 @@ const DUMMY_PGP: &str =
     "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n      Zml4dHVyZQ==\n      -----END PGP PRIVATE KEY BLOCK-----";
 
 /// An env.yml for the test domain: `extra_appliance` and `extra_ecs` are lines indented by two
-/// spaces; a `  backup:` section in `extra_appliance` replaces the dummy one.
+/// spaces; a `  backup:` section in `extra_appliance` replaces the dummy one, a `  git:` section
+/// in `extra_ecs` the fixture app's version (branch v1).
 pub fn env_text(extra_appliance: &str, extra_ecs: &str) -> String {
     let backup = if extra_appliance.contains("\n  backup:") || extra_appliance.starts_with("  backup:") {
         String::new()
@@ -93,9 +94,15 @@ pub fn env_text(extra_appliance: &str, extra_ecs: &str) -> String {
     } else {
         format!("  database:\n    password: {DB_PASSWORD}\n")
     };
+    // The fixture's app version (its image tag, agent/fixtures/app/compose.yml).
+    let git = if extra_ecs.contains("  git:") {
+        ""
+    } else {
+        "  git:\n    branch: v1\n"
+    };
     format!(
         "#cloud-config\nappliance:\n  domain: {DOMAIN}\n  dkim:\n    key: |\n      {DUMMY_PEM}\n{backup}{database}{extra_appliance}\
-         ecs:\n  settings: \"# fixture\"\n  vault_encrypt: |\n    {v}\n  vault_sign: |\n    {v}\n{extra_ecs}",
+         ecs:\n  settings: \"# fixture\"\n  vault_encrypt: |\n    {v}\n  vault_sign: |\n    {v}\n{git}{extra_ecs}",
         v = DUMMY_PGP.replace("\n      ", "\n    "),
     )
 }
@@ -204,6 +211,15 @@ impl Appliance {
         out
     }
 
+    /// The app version the agent runs: update-ecs's record, else env.yml's (v1).
+    pub fn app_version(&self) -> String {
+        std::fs::read(self.path("data/etc/ecs-agent/lifecycle.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|l| l["facts"]["app-version"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "v1".into())
+    }
+
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(self.path("run/ecs/status.json")).unwrap()).unwrap()
     }
@@ -256,6 +272,7 @@ impl Appliance {
             .env("AGENT_UPSTREAM_PORT", self.upstream.to_string())
             .env("APPLIANCE_DATABASE", "ecs")
             .env("APPLIANCE_DATABASE_PASSWORD", DB_PASSWORD)
+            .env("AGENT_APP_TAG", self.app_version())
             .args(["--ansi", "never", "-p", &self.name, "-f"])
             .arg(self.path("compose.yml"));
         c
@@ -271,6 +288,27 @@ impl Appliance {
             .unwrap_or_else(|e| panic!("{e}"))
             .trim()
             .to_string()
+    }
+
+    /// Each table of the app database (public schema) with its row count and a checksum of its
+    /// rows' text: equal fingerprints mean equal content.
+    pub fn db_fingerprint(&self) -> BTreeMap<String, String> {
+        let tables = self.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
+        tables
+            .lines()
+            .map(|t| {
+                let sum = self.psql(&format!(
+                    "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '-') FROM \"{t}\" x"
+                ));
+                (t.to_string(), sum)
+            })
+            .collect()
+    }
+
+    /// The lifecycle records (data/etc/ecs-agent/lifecycle.json).
+    pub fn lifecycle(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path("data/etc/ecs-agent/lifecycle.json")).unwrap())
+            .unwrap()
     }
 
     pub fn app(&self, args: &[&str]) {
