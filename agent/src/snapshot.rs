@@ -137,13 +137,8 @@ mod lvm {
         Ok(())
     }
 
-    pub fn take(ctx: &Context, name: &str) -> anyhow::Result<String> {
-        check_data_is_the_lv(ctx)?;
-        let mut replaced = String::new();
-        if exists(name)? {
-            remove(name)?;
-            replaced = format!(", replacing the older {name}");
-        }
+    /// `vg_free` and `vg_extent_size` of the VG, in bytes.
+    fn vg_room() -> anyhow::Result<(u64, u64)> {
         let vg = VGS
             .command()?
             .args([
@@ -160,26 +155,50 @@ mod lvm {
         let mut cols = vg.split_whitespace();
         let free = number(cols.next().unwrap_or(""), "vg_free")?;
         let extent = number(cols.next().unwrap_or(""), "vg_extent_size")?.max(1);
-        let origin = number(
+        Ok((free, extent))
+    }
+
+    fn lv_size(name: &str) -> anyhow::Result<u64> {
+        number(
             &LVS.command()?
                 .args(["--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size"])
-                .arg(lv(LV))
+                .arg(lv(name))
                 .run_stdout()
-                .with_context(|| format!("reading the size of {}", lv(LV)))?,
+                .with_context(|| format!("reading the size of {}", lv(name)))?,
             "lv_size",
-        )?;
+        )
+    }
+
+    pub fn take(ctx: &Context, name: &str) -> anyhow::Result<String> {
+        check_data_is_the_lv(ctx)?;
+        let (free, extent) = vg_room()?;
+        let origin = lv_size(LV)?;
+        // An older snapshot of this name gives its room back, but only once the new one is
+        // known to fit: a refusal leaves it as it was.
+        let older = if exists(name)? { lv_size(name)? } else { 0 };
         let least = origin * MIN_SHARE_PERCENT / 100;
-        if free < least {
+        if free + older < least {
             return Err(Refused(format!(
-                "volume group {VG} has {} free, and a snapshot of {} needs at least {} \
+                "volume group {VG} has {} free{}, and a snapshot of {} needs at least {} \
                  ({MIN_SHARE_PERCENT}% of it): add a disk to the volume group (vgextend) or \
                  remove other volumes, then run it again",
                 mib(free),
+                if older > 0 {
+                    format!(" (with the older {name}'s {} that would be freed)", mib(older))
+                } else {
+                    String::new()
+                },
                 lv(LV),
                 mib(least)
             ))
             .into());
         }
+        let mut replaced = String::new();
+        if older > 0 {
+            remove(name)?;
+            replaced = format!(", replacing the older {name}");
+        }
+        let (free, _) = vg_room()?;
         // All the free room, up to the origin's size (more could never be used): a snapshot that
         // fills up becomes invalid, and the VG keeps its room for this one.
         let extents = free.min(origin) / extent;

@@ -479,7 +479,7 @@ fn refusals_and_faults_keep_the_previous_dump_and_backup() {
     assert_eq!(second.status.code(), Some(1), "{}", stdout(&second));
     assert!(
         stdout(&second).starts_with(&format!(
-            "ecs-agent: backup refused: ecs-agent backup refused: `ecs-agent backup` (pid {pid}) has been running"
+            "ecs-agent: backup refused: `ecs-agent backup` (pid {pid}) has been running"
         )),
         "{}",
         stdout(&second)

@@ -675,11 +675,10 @@ fn update_record(vm: &mut Vm) -> Value {
 #[test]
 fn update_ecs_rolls_back_failed_versions_with_the_snapshot_and_migrates_a_good_one() {
     let phase = |name: &str, since: Instant| eprintln!("phase {name}: {:.0}s", since.elapsed().as_secs_f64());
-    let guest = Guest::new("update", 1);
+    // The saved appliance (plain root, one disk, LVM data), restored: no first boot of its own.
     let t = Instant::now();
-    let mut vm = guest.boot(1);
-    wait_running(&mut vm);
-    phase("first boot", t);
+    let mut vm = restored("update");
+    phase("restore", t);
     let v1_page = "fixture app: 1 items, 1 users\n";
     psql(&mut vm, "INSERT INTO users (email) VALUES ('vm@example.org')");
     ssh(
