@@ -52,10 +52,35 @@ pub fn with_snapshot(ctx: &Context, compose: &Compose, def: &AppDef) -> anyhow::
     Ok(format!("{taken}; migrated; {expiry}"))
 }
 
+/// Where a transient timer can be set: the appliance (LVM, systemd running the machine).
+fn on_systemd(ctx: &Context) -> bool {
+    ctx.storage == StorageMode::Devices && std::path::Path::new("/run/systemd/system").is_dir()
+}
+
 /// A transient timer that runs `ecs-agent remove-snapshot PRE_MIGRATE` in 7 days, replacing
 /// the one an earlier migration set. Only where systemd runs the machine.
 fn schedule_removal(ctx: &Context) -> anyhow::Result<String> {
-    if ctx.storage == StorageMode::Directories || !std::path::Path::new("/run/systemd/system").is_dir() {
+    schedule_removal_in(ctx, KEEP_SNAPSHOT)
+}
+
+/// At every start: a transient timer is gone after a reboot, so PRE_MIGRATE's removal is set
+/// again for what is left of its 7 days (counted from its `ecs-snapshot-taken` tag), or the
+/// snapshot is removed now when they are over. Nothing to do without a snapshot.
+pub fn rearm_expiry(ctx: &Context) -> anyhow::Result<Option<String>> {
+    if !on_systemd(ctx) || !snapshot::exists(ctx, PRE_MIGRATE)? {
+        return Ok(None);
+    }
+    let taken = snapshot::taken_at(PRE_MIGRATE)?;
+    let left = (taken + KEEP_SNAPSHOT.as_secs_f64() - crate::status::now()).max(0.0);
+    if left < 60.0 {
+        snapshot::remove(ctx, PRE_MIGRATE)?;
+        return Ok(Some(format!("{PRE_MIGRATE} was older than 7 days: removed")));
+    }
+    schedule_removal_in(ctx, Duration::from_secs(left as u64)).map(Some)
+}
+
+fn schedule_removal_in(ctx: &Context, after: Duration) -> anyhow::Result<String> {
+    if !on_systemd(ctx) {
         return Ok("no removal timer (not on a systemd appliance)".into());
     }
     let agent = std::env::current_exe().context("finding the ecs-agent binary")?;
@@ -79,14 +104,17 @@ fn schedule_removal(ctx: &Context) -> anyhow::Result<String> {
     SYSTEMD_RUN
         .command()?
         .arg(format!("--unit={EXPIRY_UNIT}"))
-        .arg(format!("--on-active={}s", KEEP_SNAPSHOT.as_secs()))
+        .arg(format!("--on-active={}s", after.as_secs()))
         .arg("--timer-property=AccuracySec=1min")
         .arg("--description=Remove the PRE_MIGRATE snapshot of the ECS data volume")
         .arg(agent)
         .args(["--wait-lock", "3600", "remove-snapshot", PRE_MIGRATE])
         .run_checked()
         .context("scheduling the snapshot's removal (systemd-run)")?;
-    Ok(format!("{EXPIRY_UNIT}.timer removes it in 7 days"))
+    Ok(format!(
+        "{EXPIRY_UNIT}.timer removes it in {:.1} days",
+        after.as_secs_f64() / 86400.0
+    ))
 }
 
 /// Rolls the data volume back to PRE_MIGRATE and starts the app `compose` names: stops every

@@ -68,6 +68,24 @@ pub fn merge_back(ctx: &Context, name: &str) -> anyhow::Result<()> {
     }
 }
 
+/// When the LVM snapshot `name` was taken (seconds since the epoch), from its
+/// `ecs-snapshot-taken:<epoch>` tag; a snapshot without one counts as taken now.
+pub fn taken_at(name: &str) -> anyhow::Result<f64> {
+    check_name(name)?;
+    let tags = LVS
+        .command()?
+        .args(["--noheadings", "-o", "lv_tags"])
+        .arg(format!("{VG}/{name}"))
+        .run_stdout()
+        .with_context(|| format!("reading the tags of {VG}/{name}"))?;
+    Ok(tags
+        .trim()
+        .split(',')
+        .find_map(|t| t.strip_prefix("ecs-snapshot-taken:"))
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or_else(crate::status::now))
+}
+
 /// Snapshot names go into LV names and paths: letters, digits, `_` and `-` only.
 fn check_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty()

@@ -335,6 +335,12 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
         frontend::apply(ctx, &domain, &Mode::Service).context("switching the frontend to the app")?;
         Ok(((), msg))
     })?;
+    // Not a step: the app serves whatever happens to the snapshot's timer.
+    match crate::migrate::rearm_expiry(ctx) {
+        Ok(Some(msg)) => tracing::info!("{msg}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("setting the PRE_MIGRATE snapshot's removal again: {e:#}"),
+    }
     let _ = run.tracker.set_phase("running");
     Ok(Outcome::Running)
 }

@@ -11,46 +11,13 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use common::{Appliance, DUPLICITY, GPG, checksums, env_text, free_port, stdout};
+use common::{Appliance, DUPLICITY, GPG, checksums, env_text, free_port, indent, stdout};
 use host_util::CommandExt;
 use serde_json::Value;
 
 /// The password in backup URLs: in no output, record or report.
 const SECRET: &str = "hunter2-backup-secret";
-
-/// `appliance.backup.encrypt` of a real `ecs-build config new`.
-struct Keys {
-    encrypt: String,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        let o = Command::new(e2e_tests::workspace_binary("ecs-build"))
-            .args(["config", "new", "--domain", common::DOMAIN, "--out"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "config new: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let text = std::fs::read_to_string(out.join("env.yml")).unwrap();
-        let (env, _) = appliance_env::Env::from_yaml_str(&text, "env.yml").unwrap();
-        Keys {
-            encrypt: env.appliance.backup.encrypt,
-        }
-    })
-}
-
-fn indent(text: &str, by: usize) -> String {
-    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
-}
 
 /// env.yml's appliance lines: no ACME, a backup section for `url` with `extra` lines in it.
 fn appliance(url: &str, encrypt: &str, extra: &str) -> String {
@@ -82,11 +49,11 @@ fn record(a: &Appliance) -> Value {
     lifecycle(a)["last"]["backup"].clone()
 }
 
-/// A GnuPG home with the backup key of `keys()`.
+/// A GnuPG home with the backup key of `common::config_new_backup_key()`.
 fn gnupg_home() -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("encrypt.asc");
-    std::fs::write(&file, &keys().encrypt).unwrap();
+    std::fs::write(&file, common::config_new_backup_key()).unwrap();
     Command::new(GPG.path().unwrap())
         .arg("--batch")
         .arg("--homedir")
@@ -178,9 +145,9 @@ fn backup_then_wiped_data_restores_identical() {
     let a = Appliance::new("bkround");
     let target = tempfile::tempdir().unwrap();
     let url = format!("file://{}", target.path().display());
-    let k = keys();
+    let key = common::config_new_backup_key();
     // The file backend ignores the query: a password there must still never show.
-    let lines = appliance(&format!("{url}?password={SECRET}"), &k.encrypt, "");
+    let lines = appliance(&format!("{url}?password={SECRET}"), key, "");
     a.write_env(&lines, "");
     assert_eq!(a.start().status.code(), Some(0));
     populate(&a);
@@ -363,8 +330,8 @@ fn refusals_and_faults_keep_the_previous_dump_and_backup() {
     let a = Appliance::new("bkfault");
     let target = tempfile::tempdir().unwrap();
     let url = format!("file://{}", target.path().display());
-    let k = keys();
-    let lines = appliance(&url, &k.encrypt, "");
+    let key = common::config_new_backup_key();
+    let lines = appliance(&url, key, "");
     a.write_env(&lines, "");
     assert_eq!(a.start().status.code(), Some(0));
     populate(&a);
@@ -400,7 +367,7 @@ fn refusals_and_faults_keep_the_previous_dump_and_backup() {
         &a,
         &format!(
             "  sentry:\n    dsn: http://publickey@127.0.0.1:{port}/7\n{}",
-            appliance(&bad, &k.encrypt, "    options: --num-retries 1\n")
+            appliance(&bad, key, "    options: --num-retries 1\n")
         ),
     );
     let out = backup(&a);
@@ -496,11 +463,7 @@ fn refusals_and_faults_keep_the_previous_dump_and_backup() {
     let url2 = format!("file://{}", target2.path().display());
     set_active_env(
         &a,
-        &appliance(
-            &url2,
-            &k.encrypt,
-            "    full_if_older_than: 1s\n    keep_full: 2\n",
-        ),
+        &appliance(&url2, key, "    full_if_older_than: 1s\n    keep_full: 2\n"),
     );
     for n in 1..=3 {
         std::thread::sleep(std::time::Duration::from_secs(2));

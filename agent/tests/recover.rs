@@ -82,7 +82,14 @@ fn psql_when_ready(x: &Appliance, sql: &str) {
 fn recover_from_backup_and_from_dump_give_identical_data() {
     // A populated appliance.
     let a = Appliance::new("source");
-    a.write_env("  ssl:\n    letsencrypt:\n      enabled: false\n", "");
+    let target = BackupTarget::new();
+    a.write_env(
+        &format!(
+            "  ssl:\n    letsencrypt:\n      enabled: false\n{}",
+            target.env_section()
+        ),
+        "",
+    );
     assert_eq!(a.start().status.code(), Some(0));
     for u in ["a@example.org", "b@example.org", "c@example.org"] {
         a.app(&["create-user", u]);
@@ -106,8 +113,7 @@ fn recover_from_backup_and_from_dump_give_identical_data() {
     );
     assert_eq!(hook_runs(&a), [0, 1, 1]);
 
-    // What the backup command does: a custom-format dump, then duplicity of vault and dump.
-    let target = BackupTarget::new();
+    // `ecs-agent backup`: a custom-format dump, then duplicity of vault, dump and env.yml.
     make_backup(&a, &target);
     let (url, key) = (&target.url, &target.key);
     let dump = std::fs::read(a.path("data/dump/ecs-postgres/ecs.pgdump")).unwrap();

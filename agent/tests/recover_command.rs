@@ -279,7 +279,16 @@ fn refused_and_failed_recovers_keep_the_data() {
     assert_eq!(state(&a), before);
     assert_eq!(served(&a), page);
 
-    // Another lifecycle command holds the lock: refused, naming the lock.
+    // Another lifecycle command holds the lock: refused, naming the lock. (The backup target
+    // back in the active env.yml first: the dump comes from a real backup.)
+    a.write_env(
+        &format!(
+            "  ssl:\n    letsencrypt:\n      enabled: false\n{}",
+            target.env_section()
+        ),
+        "",
+    );
+    std::fs::copy(a.path("app/env.yml"), a.path("run/active-env.yml")).unwrap();
     make_backup(&a, &target);
     {
         let _held = HeldLock::take(&a.path("run/ecs/lifecycle.lock"));

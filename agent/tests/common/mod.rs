@@ -451,28 +451,45 @@ impl Drop for Loop {
     }
 }
 
-/// An ecs_backup key (RSA, no passphrase, as env.yml carries it) made in the GnuPG home `home`:
+/// `appliance.backup.encrypt` of a real `ecs-build config new` (made once per test process):
+/// the backups and restores of the tests use the key material operators get, not a key the
+/// test made.
+pub fn config_new_backup_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let o = Command::new(e2e_tests::workspace_binary("ecs-build"))
+            .args(["config", "new", "--domain", DOMAIN, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ecs-build config new: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = std::fs::read_to_string(out.join("env.yml")).unwrap();
+        let (env, _) = appliance_env::Env::from_yaml_str(&text, "env.yml").unwrap();
+        env.appliance.backup.encrypt
+    })
+}
+
+/// The backup key of `config_new_backup_key` imported into the GnuPG home `home`:
 /// (fingerprint, armored secret key).
 pub fn backup_key(home: &Path) -> (String, String) {
+    let key = config_new_backup_key().to_string();
+    let file = home.join("ecs_backup.asc");
+    std::fs::write(&file, &key).unwrap();
     let gpg = || {
         let mut c = Command::new(need(GPG));
         c.arg("--batch").arg("--homedir").arg(home);
         c
     };
-    gpg()
-        .args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "ecs_backup",
-            "rsa2048",
-            "encrypt,sign",
-            "never",
-        ])
-        .run_checked()
-        .unwrap();
+    gpg().arg("--import").arg(&file).run_checked().unwrap();
+    std::fs::remove_file(&file).unwrap();
     let colons = gpg()
-        .args(["--with-colons", "--list-secret-keys", "ecs_backup"])
+        .args(["--with-colons", "--list-secret-keys"])
         .run_stdout()
         .unwrap();
     let fpr = colons
@@ -483,10 +500,6 @@ pub fn backup_key(home: &Path) -> (String, String) {
         .nth(9)
         .unwrap()
         .to_string();
-    let key = gpg()
-        .args(["--armor", "--export-secret-keys", &fpr])
-        .run_stdout()
-        .unwrap();
     (fpr, key)
 }
 
