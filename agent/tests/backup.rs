@@ -7,12 +7,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Appliance, DUPLICITY, GPG, checksums, env_text, free_port, indent, stdout};
+use common::{Appliance, DUPLICITY, GPG, checksums, env_text, free_port, indent, sentry_listener, stdout};
 use host_util::CommandExt;
 use serde_json::Value;
 
@@ -41,12 +39,8 @@ fn backup(a: &Appliance) -> Output {
     a.agent(&["backup"])
 }
 
-fn lifecycle(a: &Appliance) -> Value {
-    serde_json::from_slice(&std::fs::read(a.path("data/etc/ecs-agent/lifecycle.json")).unwrap()).unwrap()
-}
-
 fn record(a: &Appliance) -> Value {
-    lifecycle(a)["last"]["backup"].clone()
+    a.lifecycle()["last"]["backup"].clone()
 }
 
 /// A GnuPG home with the backup key of `common::config_new_backup_key()`.
@@ -248,45 +242,6 @@ fn backup_then_wiped_data_restores_identical() {
     assert_eq!(checksums(&a.path("data/ecs-storage-vault")), want_files);
     assert!(!a.path("data/.restore").exists());
     assert!(!a.path("data/ecs-agent-backup").exists());
-}
-
-/// A one-shot HTTP server standing in for Sentry: returns the request it got.
-fn sentry_listener() -> (u16, std::thread::JoinHandle<String>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let h = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf);
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-            .unwrap();
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    (port, h)
 }
 
 fn sha(path: &Path) -> String {
@@ -491,7 +446,7 @@ fn refusals_and_faults_keep_the_previous_dump_and_backup() {
     std::fs::remove_dir(&vault).unwrap();
     std::fs::rename(&aside, &vault).unwrap();
 
-    let had = lifecycle(&a)["facts"]["backup-last-ok"]["tables"]
+    let had = a.lifecycle()["facts"]["backup-last-ok"]["tables"]
         .as_u64()
         .unwrap();
     a.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public");

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-
-use common::{Appliance, checksums, stdout};
+use common::{Appliance, checksums, sentry_listener, stdout};
 
 fn seeded_vault(a: &Appliance) -> std::collections::BTreeMap<String, String> {
     std::fs::create_dir_all(a.path("data/ecs-storage-vault")).unwrap();
@@ -63,45 +60,6 @@ fn invalid_env_names_the_key() {
         "an invalid env.yml is not activated"
     );
     assert_eq!(checksums(&a.path("data")), before);
-}
-
-/// A one-shot HTTP server standing in for Sentry: returns the request it got.
-fn sentry_listener() -> (u16, std::thread::JoinHandle<String>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let h = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf);
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-            .unwrap();
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    (port, h)
 }
 
 #[test]

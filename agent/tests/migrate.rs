@@ -6,10 +6,6 @@ mod common;
 use common::{Appliance, checksums, stdout};
 use host_util::CommandExt;
 
-fn lifecycle(a: &Appliance) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(a.path("data/etc/ecs-agent/lifecycle.json")).unwrap()).unwrap()
-}
-
 #[test]
 fn migrate_takes_a_snapshot_runs_the_hooks_and_the_app_serves_again() {
     let a = Appliance::new("migrate");
@@ -54,7 +50,7 @@ fn migrate_takes_a_snapshot_runs_the_hooks_and_the_app_serves_again() {
         a.psql("SELECT string_agg(name, ',' ORDER BY id) FROM items"),
         before
     );
-    let record = &lifecycle(&a)["last"]["database-migrate"];
+    let record = &a.lifecycle()["last"]["database-migrate"];
     assert_eq!(record["result"], "ok", "{record}");
     assert!(
         record["details"]["downtime_seconds"].as_f64().unwrap() > 0.0,
@@ -137,7 +133,7 @@ fn migrate_without_room_for_the_snapshot_is_refused_and_changes_nothing() {
     );
     let (code, body) = a.get(true, "/");
     assert_eq!(code, 200, "{body}");
-    assert_eq!(lifecycle(&a)["last"]["database-migrate"]["result"], "refused");
+    assert_eq!(a.lifecycle()["last"]["database-migrate"]["result"], "refused");
     drop(_guard);
     a.stop();
 }

@@ -12,7 +12,7 @@ use host_util::CommandExt;
 fn data(
     a: &Appliance,
 ) -> (
-    std::collections::BTreeMap<String, String>,
+    std::collections::BTreeMap<String, (u64, String)>,
     std::collections::BTreeMap<String, String>,
 ) {
     (a.db_fingerprint(), checksums(&a.path("data/ecs-storage-vault")))

@@ -291,18 +291,9 @@ impl Appliance {
     }
 
     /// Each table of the app database (public schema) with its row count and a checksum of its
-    /// rows' text: equal fingerprints mean equal content.
-    pub fn db_fingerprint(&self) -> BTreeMap<String, String> {
-        let tables = self.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
-        tables
-            .lines()
-            .map(|t| {
-                let sum = self.psql(&format!(
-                    "SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '-') FROM \"{t}\" x"
-                ));
-                (t.to_string(), sum)
-            })
-            .collect()
+    /// rows' text (`table_digests`): equal fingerprints mean equal content.
+    pub fn db_fingerprint(&self) -> BTreeMap<String, (u64, String)> {
+        table_digests(self)
     }
 
     /// The lifecycle records (data/etc/ecs-agent/lifecycle.json).
@@ -580,4 +571,42 @@ pub fn app_data(app: &Appliance) -> BTreeMap<String, (u64, String)> {
     let mut d = table_digests(app);
     d.retain(|t, _| !HOOK_TABLES.contains(&t.as_str()));
     d
+}
+
+/// A one-shot HTTP server standing in for Sentry: returns the request it got.
+pub fn sentry_listener() -> (u16, std::thread::JoinHandle<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut s, &mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        std::io::Write::write_all(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    (port, h)
 }
