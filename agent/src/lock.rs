@@ -29,7 +29,6 @@ pub struct Holder {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", describe(.holder.as_ref(), .path))]
 pub struct Busy {
-    pub what: String,
     pub holder: Option<Holder>,
     pub path: PathBuf,
 }
@@ -93,7 +92,6 @@ pub fn acquire(ctx: &Context, command: &str, wait: Duration) -> anyhow::Result<L
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(Busy {
-                    what: format!("ecs-agent {command}"),
                     holder: holder_of(&mut file),
                     path,
                 }
