@@ -28,6 +28,23 @@ pub struct AppDef {
     /// GnuPG homes under the data dir, rebuilt from env.yml's keys at every start (step app-dirs).
     #[serde(default)]
     pub keyrings: Vec<crate::appdirs::Keyring>,
+    /// Where the app keeps the CA that signs its users' client certificates (ECS: /data/ecs-ca).
+    /// The frontend verifies client certificates against it (step client-ca).
+    #[serde(default)]
+    pub client_ca: Option<ClientCa>,
+}
+
+/// `client-ca: {dir, cert, crl, key?}`: file names are relative to `dir`, itself relative to the
+/// data directory. `key` is absent when the app keeps its CA key elsewhere (ECS: in its
+/// database); then the agent never seeds the CA and uses the app's own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ClientCa {
+    pub dir: String,
+    pub cert: String,
+    pub crl: String,
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +87,16 @@ pub struct Hooks {
     /// every update migrates.
     #[serde(default)]
     pub migrations: Option<Vec<String>>,
+    /// `create-first-user`: creates or reuses the user EMAIL FIRST LAST GENDER (appended as
+    /// arguments), puts it in the office group and marks it internal; the last line it prints
+    /// is `created` or `existed`.
+    #[serde(default)]
+    pub create_user: Option<Vec<String>>,
+    /// `create-first-user`: issues a client certificate for EMAIL valid DAYS (appended), signed
+    /// by the app's CA, packs it as PKCS#12 under the transport password read from stdin, and
+    /// mails it to the user through the appliance's relay.
+    #[serde(default)]
+    pub issue_client_certificate: Option<Vec<String>>,
 }
 
 /// `premigrate: {command: [...], if-table-missing: TABLE}`: what makes a restored database old
@@ -119,6 +146,18 @@ pub fn parse(name: &Path, text: &str) -> anyhow::Result<AppDef> {
     let mut commands = vec![("x-ecs.hooks.migrate", &def.hooks.migrate)];
     commands.extend(def.hooks.bootstrap.iter().map(|c| ("x-ecs.hooks.bootstrap", c)));
     commands.extend(def.hooks.migrations.iter().map(|c| ("x-ecs.hooks.migrations", c)));
+    commands.extend(
+        def.hooks
+            .create_user
+            .iter()
+            .map(|c| ("x-ecs.hooks.create-user", c)),
+    );
+    commands.extend(
+        def.hooks
+            .issue_client_certificate
+            .iter()
+            .map(|c| ("x-ecs.hooks.issue-client-certificate", c)),
+    );
     if let Some(pre) = &def.hooks.premigrate {
         commands.push(("x-ecs.hooks.premigrate.command", &pre.command));
         if !is_name(&pre.if_table_missing, false) {

@@ -75,6 +75,17 @@ pub struct Context {
     /// systemd's runtime unit directory, where `start` puts drop-ins (the backup timer's
     /// schedule) and reloads systemd; only when it exists (systemd runs). None: never.
     pub systemd_run_dir: Option<PathBuf>,
+    /// Run the appliance's mail relay (step mail). Host tests that test no mail turn it off.
+    pub mail: bool,
+    /// Incoming mail (SMTP with STARTTLS), relayed to the app's smtpd.
+    pub smtp_port: u16,
+    /// Incoming mail over implicit TLS (submissions port), relayed to the app's smtpd.
+    pub smtps_port: u16,
+    /// The port the relay takes the app's outgoing mail on; the containers reach it as
+    /// host.docker.internal (compose: AGENT_MAIL_HOST, AGENT_MAIL_PORT).
+    pub mail_port: u16,
+    /// The host loopback port the app's smtpd is published on (compose: AGENT_SMTPD_PORT).
+    pub smtpd_port: u16,
 }
 
 impl Default for Context {
@@ -105,6 +116,11 @@ impl Default for Context {
             database_timeout_secs: 600,
             health_timeout_secs: 600,
             systemd_run_dir: Some("/run/systemd/system".into()),
+            mail: true,
+            smtp_port: 25,
+            smtps_port: 465,
+            mail_port: 10025,
+            smtpd_port: 8025,
         }
     }
 }
@@ -132,6 +148,10 @@ impl Context {
     /// The http-01 challenge webroot the frontend serves under /.well-known/acme-challenge/.
     pub fn acme_webroot(&self) -> PathBuf {
         self.run_dir.join("acme-challenge")
+    }
+    /// The mail relay's runtime state (postfix instance, opendkim).
+    pub fn mail_dir(&self) -> PathBuf {
+        self.run_dir.join("mail")
     }
     pub fn dump_dir(&self) -> PathBuf {
         self.data_dir.join("dump/ecs-postgres")

@@ -151,12 +151,16 @@ fn config(ctx: &Context, mode: &Mode, generation: u64, pair: &(PathBuf, PathBuf)
                 ctx.upstream_port
             )
         };
+        // TLS settings (frontend_tls) and client-certificate verification (client_ca) are each
+        // in their own module: this function only lays out the servers.
         out.push_str(&format!(
             "  server {{\n    listen {addr}:{https} ssl default_server;\n    ssl_certificate {c};\n    \
-             ssl_certificate_key {k};\n    ssl_protocols TLSv1.2 TLSv1.3;\n{common}{root}  }}\n",
+             ssl_certificate_key {k};\n{tls_conf}{client}{common}{root}  }}\n",
             https = ctx.https_port,
             c = cert.display(),
             k = key.display(),
+            tls_conf = crate::frontend_tls::server_directives(ctx, tls),
+            client = crate::client_ca::nginx_directives(ctx),
         ));
     }
     out.push_str("}\n");

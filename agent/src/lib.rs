@@ -10,11 +10,13 @@
 pub mod appdef;
 pub mod appdirs;
 pub mod backup;
+pub mod client_ca;
 pub mod context;
 pub mod database;
 pub mod docker;
 pub mod envfile;
 pub mod frontend;
+pub mod frontend_tls;
 pub mod gnupg;
 pub mod lifecycle;
 pub mod lock;

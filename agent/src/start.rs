@@ -144,6 +144,11 @@ pub fn compose_env(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<BTreeMap<St
     );
     vars.insert("AGENT_DUMP_DIR".into(), ctx.dump_dir().display().to_string());
     vars.insert("AGENT_UPSTREAM_PORT".into(), ctx.upstream_port.to_string());
+    // The relay, reached from the containers through the host gateway (extra_hosts
+    // host.docker.internal:host-gateway in the template), and the app's smtpd's host port.
+    vars.insert("AGENT_MAIL_HOST".into(), "host.docker.internal".into());
+    vars.insert("AGENT_MAIL_PORT".into(), ctx.mail_port.to_string());
+    vars.insert("AGENT_SMTPD_PORT".into(), ctx.smtpd_port.to_string());
     vars.insert("APPLIANCE_DATABASE".into(), env.settings.database.clone());
     set_app_version(&mut vars, &app_version(ctx, env)?);
     Ok(vars)
