@@ -138,7 +138,7 @@ pub(crate) struct SyntaxError {
 }
 
 /// How deep mappings and sequences may nest: env.yml needs 5 levels; recursion stays bounded.
-pub(crate) const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 32;
 /// How many nodes the document may hold once every alias is expanded: env.yml has a few
 /// hundred, an alias bomb billions.
 pub(crate) const MAX_NODES: usize = 100_000;
