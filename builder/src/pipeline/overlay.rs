@@ -20,7 +20,7 @@ pub const EMBEDDED_ENV: &str = "/app/env.yml";
 /// fstab by label: the disk is found whatever the hypervisor calls it.
 pub const FSTAB: &str = "# Written by ecs-build: filesystems by label.
 LABEL=cloudimg-rootfs\t/\text4\tdefaults,errors=remount-ro\t0\t1
-LABEL=ecs-volatile\t/volatile\text4\tdefaults,nofail,x-systemd.device-timeout=30s\t0\t2
+LABEL=ecs-volatile\t/volatile\text4\tdefaults,nodev,nosuid,nofail,x-systemd.device-timeout=30s\t0\t2
 ";
 
 /// cloud-init does what it is good at (SSH keys for root, hostname, host keys) from the NoCloud
