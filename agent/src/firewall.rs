@@ -47,15 +47,14 @@ pub fn base_ports(ctx: &Context) -> Vec<FirewallPort> {
 }
 
 fn port_set(ports: &[FirewallPort], proto: &str) -> Option<String> {
-    let mut list: Vec<u16> = ports.iter().filter(|p| p.proto == proto).map(|p| p.port).collect();
+    let mut list: Vec<u16> = ports
+        .iter()
+        .filter(|p| p.proto == proto)
+        .map(|p| p.port)
+        .collect();
     list.sort_unstable();
     list.dedup();
-    (!list.is_empty()).then(|| {
-        list.iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    })
+    (!list.is_empty()).then(|| list.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))
 }
 
 /// The `nft -f` script that replaces our table: `extra` are env.yml's `appliance.firewall.allow`.
@@ -163,12 +162,21 @@ mod tests {
     fn ruleset_replaces_only_our_table() {
         let ctx = Context::default();
         let extra = [
-            FirewallPort { proto: "udp", port: 51820 },
-            FirewallPort { proto: "tcp", port: 443 },
+            FirewallPort {
+                proto: "udp",
+                port: 51820,
+            },
+            FirewallPort {
+                proto: "tcp",
+                port: 443,
+            },
         ];
         let r = ruleset(&ctx, &extra);
         assert!(!r.contains("flush ruleset"), "{r}");
-        assert!(r.contains("add table inet ecs_filter\ndelete table inet ecs_filter\n"), "{r}");
+        assert!(
+            r.contains("add table inet ecs_filter\ndelete table inet ecs_filter\n"),
+            "{r}"
+        );
         assert!(r.contains("tcp dport { 22, 25, 80, 443, 465 } accept"), "{r}");
         assert!(r.contains("udp dport { 51820 } accept"), "{r}");
         assert!(r.contains("policy drop"), "{r}");

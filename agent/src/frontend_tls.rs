@@ -83,7 +83,10 @@ fn ocsp_responder(cert: &Path) -> Option<String> {
         .arg(cert)
         .run_stdout()
         .ok()?;
-    out.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+    out.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 /// The name servers of /etc/resolv.conf (nginx resolves the OCSP responder itself).
@@ -94,7 +97,13 @@ fn resolvers() -> Vec<String> {
         .filter_map(|l| l.strip_prefix("nameserver"))
         .map(|a| a.trim())
         .filter(|a| !a.is_empty())
-        .map(|a| if a.contains(':') { format!("[{a}]") } else { a.to_string() })
+        .map(|a| {
+            if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.to_string()
+            }
+        })
         .collect()
 }
 
@@ -174,7 +183,10 @@ mod tests {
             assert_eq!(wants_hsts(&ctx, real), want, "{source} {real}");
             let d = server_directives(&ctx, real);
             assert_eq!(d.contains("Strict-Transport-Security"), want, "{d}");
-            assert!(d.contains("ssl_session_tickets off;") && d.contains("access_log off;"), "{d}");
+            assert!(
+                d.contains("ssl_session_tickets off;") && d.contains("access_log off;"),
+                "{d}"
+            );
             assert!(!d.contains("TLSv1.1") && d.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
         }
     }

@@ -58,8 +58,22 @@ fn netns() -> Netns {
     ip(&["addr", "add", "10.231.0.1/24", "dev", &n.outer]).unwrap();
     ip(&["addr", "add", "fd00:ec5:f1::1/64", "dev", &n.outer, "nodad"]).unwrap();
     ip(&["link", "set", &n.outer, "up"]).unwrap();
-    in_ns(&n.name, &["ip", "addr", "add", &format!("{V4_IN}/24"), "dev", &inner]);
-    in_ns(&n.name, &["ip", "addr", "add", &format!("{V6_IN}/64"), "dev", &inner, "nodad"]);
+    in_ns(
+        &n.name,
+        &["ip", "addr", "add", &format!("{V4_IN}/24"), "dev", &inner],
+    );
+    in_ns(
+        &n.name,
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{V6_IN}/64"),
+            "dev",
+            &inner,
+            "nodad",
+        ],
+    );
     in_ns(&n.name, &["ip", "link", "set", &inner, "up"]);
     in_ns(&n.name, &["ip", "link", "set", "lo", "up"]);
     n
@@ -112,7 +126,10 @@ fn pings(addr: &str) -> bool {
 
 #[test]
 fn firewall_opens_exactly_its_ports() {
-    assert!(e2e_tests::is_root(), "nft and network namespaces need root: run as root (CI does)");
+    assert!(
+        e2e_tests::is_root(),
+        "nft and network namespaces need root: run as root (CI does)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join("env.yml");
     let text = agent_env("  firewall:\n    allow: [tcp/8443, udp/51820]\n");
@@ -136,7 +153,10 @@ fn firewall_opens_exactly_its_ports() {
         .args(["firewall", "--print"])
         .run_stdout()
         .unwrap();
-    assert!(printed.contains("tcp dport { 22, 25, 80, 443, 465, 8443 } accept"), "{printed}");
+    assert!(
+        printed.contains("tcp dport { 22, 25, 80, 443, 465, 8443 } accept"),
+        "{printed}"
+    );
     assert!(printed.contains("udp dport { 51820 } accept"), "{printed}");
     assert!(!printed.contains("flush ruleset"), "{printed}");
     let file = dir.path().join("rules.nft");

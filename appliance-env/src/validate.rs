@@ -596,9 +596,29 @@ mod tests {
     #[test]
     fn firewall_ports() {
         use crate::model::{FirewallPort, firewall_port};
-        assert_eq!(firewall_port("tcp/8443"), Ok(FirewallPort { proto: "tcp", port: 8443 }));
-        assert_eq!(firewall_port("udp/1"), Ok(FirewallPort { proto: "udp", port: 1 }));
-        for bad in ["8443", "tcp/0", "tcp/65536", "sctp/80", "tcp/+80", "tcp/", "TCP/80"] {
+        assert_eq!(
+            firewall_port("tcp/8443"),
+            Ok(FirewallPort {
+                proto: "tcp",
+                port: 8443
+            })
+        );
+        assert_eq!(
+            firewall_port("udp/1"),
+            Ok(FirewallPort {
+                proto: "udp",
+                port: 1
+            })
+        );
+        for bad in [
+            "8443",
+            "tcp/0",
+            "tcp/65536",
+            "sctp/80",
+            "tcp/+80",
+            "tcp/",
+            "TCP/80",
+        ] {
             let e = firewall_port(bad).unwrap_err();
             assert!(e.starts_with("expected tcp/PORT or udp/PORT"), "{bad}: {e}");
         }

@@ -71,10 +71,7 @@ fn docker_daemon_json_limits_logs_and_privileges() {
     assert_eq!(v["log-opts"]["max-file"], "3");
     assert_eq!(v["live-restore"], true);
     assert_eq!(v["no-new-privileges"], true);
-    let fstab = overlay::FSTAB
-        .lines()
-        .find(|l| l.contains("/volatile"))
-        .unwrap();
+    let fstab = overlay::FSTAB.lines().find(|l| l.contains("/volatile")).unwrap();
     assert!(fstab.contains("nodev,nosuid"), "{fstab}");
     let paths: Vec<String> = hardening::files().into_iter().map(|f| f.path).collect();
     assert!(paths.contains(&"/etc/apt/apt.conf.d/90ecs-after-upgrade".to_string()));
