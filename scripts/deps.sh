@@ -20,6 +20,8 @@ packages=(
   docker.io duplicity pebble packer vagrant
   # ecs-agent tests: compose v1 (bookworm has no v2), nginx as the TLS frontend and service page
   docker-compose nginx-light
+  # hardening: the firewall (nft, network namespaces, ping), the sshd drop-in (sshd -T)
+  nftables iproute2 iputils-ping openssh-server
   # build helpers
   pkg-config build-essential curl ca-certificates
 )

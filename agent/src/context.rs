@@ -58,6 +58,14 @@ pub struct Context {
     pub compose_template: Option<PathBuf>,
     /// Address the frontend listens on.
     pub listen_address: String,
+    /// IPv6 address the frontend listens on too, when the host has IPv6 (None: IPv4 only).
+    pub listen_address_v6: Option<String>,
+    /// The syslog socket the frontend sends its HTTPS access log to (the journal's /dev/log);
+    /// None: no access log.
+    pub access_log_socket: Option<PathBuf>,
+    /// Apply the host firewall (`appliance.firewall.allow`) at every start. Host tests turn it
+    /// off: the rules are the host's, not a temp tree's.
+    pub firewall: bool,
     pub http_port: u16,
     pub https_port: u16,
     /// The host port the app's web service is published on (the frontend proxies to it).
@@ -108,6 +116,9 @@ impl Default for Context {
             project: "ecs".into(),
             compose_template: None,
             listen_address: "0.0.0.0".into(),
+            listen_address_v6: Some("::".into()),
+            access_log_socket: Some("/dev/log".into()),
+            firewall: true,
             http_port: 80,
             https_port: 443,
             upstream_port: 5000,

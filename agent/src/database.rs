@@ -76,7 +76,7 @@ impl Db<'_> {
         let sql = format!(
             "SET password_encryption = 'scram-sha-256';\n\
              DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN CREATE ROLE \"{owner}\" LOGIN; END IF; END$$;\n\
-             ALTER ROLE \"{owner}\" LOGIN PASSWORD '{}';\n\
+             ALTER ROLE \"{owner}\" LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{}';\n\
              ALTER ROLE \"{superuser}\" PASSWORD NULL;\n",
             crate::scram::verifier(password)?
         );

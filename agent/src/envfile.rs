@@ -12,6 +12,10 @@ use sha2::{Digest as _, Sha256};
 /// The variable compose gives the database service and the app's DATABASE_URL.
 pub const DATABASE_PASSWORD_VAR: &str = "APPLIANCE_DATABASE_PASSWORD";
 
+/// The variable compose gives redis (`--requirepass`) and the app's REDIS_URL: derived from
+/// the database password (secret, stable, URL-safe hex), so env.yml needs no key of its own.
+pub const REDIS_PASSWORD_VAR: &str = "APPLIANCE_REDIS_PASSWORD";
+
 /// env.yml is unusable; the message names the file, line and key, and what was expected.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -43,6 +47,8 @@ pub struct Settings {
     pub compose: Option<String>,
     /// `appliance.storage`: create, adopt, ignore.
     pub storage: appliance_env::Storage,
+    /// `appliance.firewall.allow`, validated.
+    pub firewall_allow: Vec<appliance_env::FirewallPort>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +61,14 @@ pub struct LoadedEnv {
 
 /// A password for a file from before `appliance.database.password` existed: stable for the
 /// file (the DKIM key is required and secret), never stored, URL-safe (hex).
+/// The redis password: a hash of the database password, never stored.
+pub fn redis_password(database_password: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"ecs-agent redis password\0");
+    h.update(database_password.as_bytes());
+    hex::encode(h.finalize())
+}
+
 fn derived_password(env: &Env) -> String {
     let mut h = Sha256::new();
     h.update(b"ecs-agent database password\0");
@@ -104,6 +118,13 @@ fn settings(env: &Env) -> Settings {
         dump_filename: env.ecs.recover.dump_filename.clone(),
         compose: a.compose.clone(),
         storage: a.storage.clone(),
+        // Validated by appliance-env: every entry parses.
+        firewall_allow: a
+            .firewall
+            .allow
+            .iter()
+            .filter_map(|e| appliance_env::firewall_port(e).ok())
+            .collect(),
     }
 }
 
@@ -128,6 +149,10 @@ pub fn parse(name: &str, text: &str) -> Result<LoadedEnv, EnvError> {
         .filter(|(k, _)| k != "APPLIANCE_COMPOSE")
         .collect();
     vars.insert(DATABASE_PASSWORD_VAR.into(), settings.database_password.clone());
+    vars.insert(
+        REDIS_PASSWORD_VAR.into(),
+        redis_password(&settings.database_password),
+    );
     Ok(LoadedEnv {
         settings,
         vars,

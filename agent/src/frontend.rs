@@ -136,9 +136,10 @@ fn config(ctx: &Context, mode: &Mode, generation: u64, pair: &(PathBuf, PathBuf)
          error_log {d}/error.log warn;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  \
          default_type text/html;\n  server_tokens off;\n  client_body_temp_path {d}/tmp/body;\n  \
          proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  \
-         scgi_temp_path {d}/tmp/scgi;\n  server {{\n    listen {addr}:{http} default_server;\n    \
+         scgi_temp_path {d}/tmp/scgi;\n  server {{\n    listen {addr}:{http} default_server;\n{v6}    \
          location /.well-known/acme-challenge/ {{ alias {w}/; default_type text/plain; }}\n{common}{http_root}  }}\n",
         http = ctx.http_port,
+        v6 = crate::frontend_tls::listen_v6(ctx, ctx.http_port, false),
         w = webroot.display(),
     );
     {
@@ -154,9 +155,11 @@ fn config(ctx: &Context, mode: &Mode, generation: u64, pair: &(PathBuf, PathBuf)
         // TLS settings (frontend_tls) and client-certificate verification (client_ca) are each
         // in their own module: this function only lays out the servers.
         out.push_str(&format!(
-            "  server {{\n    listen {addr}:{https} ssl default_server;\n    ssl_certificate {c};\n    \
+            "  server {{\n    listen {addr}:{https} ssl{h2} default_server;\n{v6}    ssl_certificate {c};\n    \
              ssl_certificate_key {k};\n{tls_conf}{client}{common}{root}  }}\n",
             https = ctx.https_port,
+            h2 = crate::frontend_tls::listen_options(),
+            v6 = crate::frontend_tls::listen_v6(ctx, ctx.https_port, true),
             c = cert.display(),
             k = key.display(),
             tls_conf = crate::frontend_tls::server_directives(ctx, tls),

@@ -69,6 +69,16 @@ enum Command {
         #[arg(default_value = ecs_agent::snapshot::PRE_MIGRATE)]
         name: String,
     },
+    /// Load the host firewall (nftables table inet ecs_filter): the appliance's ports and
+    /// env.yml's appliance.firewall.allow; docker's own tables are left alone.
+    Firewall {
+        /// Print the ruleset instead of loading it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Restart the frontend, containerd and docker when they run code an upgrade replaced
+    /// (apt's DPkg::Post-Invoke hook runs it).
+    AfterUpgrade,
     /// Write the "starting" page unless the frontend has a config (ecs-frontend's ExecStartPre).
     #[command(hide = true)]
     FrontendConfig,
@@ -155,6 +165,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RemoveSnapshot { name } => Ok(exit(lifecycle::run(&ctx, "remove-snapshot", wait, |job| {
             ecs_agent::migrate::remove_command(job, &name)
         }))),
+        Command::Firewall { print } => {
+            ecs_agent::firewall::command(&ctx, print)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AfterUpgrade => {
+            ecs_agent::upgrade::command()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::FrontendConfig => {
             ecs_agent::frontend::write_initial(&ctx)?;
             Ok(ExitCode::SUCCESS)

@@ -312,6 +312,14 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
     if let Err(e) = crate::backup::apply_schedule(ctx, &settings.backup_schedule) {
         tracing::warn!("setting the backup schedule: {e:#}");
     }
+    // The boot unit opened the appliance's own ports; env.yml's extra ones come now. A failure
+    // leaves the boot rules: the app still serves, the extra port stays closed.
+    if ctx.firewall {
+        match crate::firewall::apply(ctx, &settings.firewall_allow) {
+            Ok(msg) => tracing::info!("{msg}"),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
     println!("ecs-agent: started");
     if settings.standby {
         let _ = run.tracker.set_phase("standby");

@@ -434,14 +434,25 @@ fn is_mountpoint(dir: &Path) -> anyhow::Result<bool> {
         .is_ok())
 }
 
+/// /data and /volatile hold data, never device nodes or setuid programs: an attacker who can
+/// write there (a container's volume) gains nothing from making one.
+pub const MOUNT_OPTIONS: &str = "nodev,nosuid";
+
 fn mount(dev: &Path, dir: &Path) -> anyhow::Result<()> {
     if is_mountpoint(dir)? {
+        // Mounted by fstab or an older agent: make sure the options hold.
+        MOUNT
+            .command()?
+            .args(["-o", &format!("remount,{MOUNT_OPTIONS}")])
+            .arg(dir)
+            .run_checked()
+            .with_context(|| format!("remounting {} {MOUNT_OPTIONS}", dir.display()))?;
         return Ok(());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     MOUNT
         .command()?
-        .args(["-t", "ext4"])
+        .args(["-t", "ext4", "-o", MOUNT_OPTIONS])
         .arg(dev)
         .arg(dir)
         .run_checked()

@@ -28,6 +28,7 @@ pub const GPGCONF: Tool = Tool::new("gpgconf", "gpgconf");
 pub const CURL: Tool = Tool::new("curl", "curl");
 pub const NGINX: Tool = Tool::new("nginx", "nginx-light");
 pub const OPENSSL: Tool = Tool::new("openssl", "openssl");
+pub const NFT: Tool = Tool::new("nft", "nftables");
 pub const LVS: Tool = Tool::new("lvs", "lvm2");
 pub const VGS: Tool = Tool::new("vgs", "lvm2");
 pub const LVREMOVE: Tool = Tool::new("lvremove", "lvm2");

@@ -66,6 +66,12 @@ pub struct Appliance {
     pub update: Update,
     #[serde(default, deserialize_with = "crate::load::nullable")]
     pub storage: Storage,
+    #[serde(
+        default,
+        deserialize_with = "crate::load::nullable",
+        skip_serializing_if = "Firewall::is_default"
+    )]
+    pub firewall: Firewall,
     /// A whole compose file (with its `x-ecs` block) replacing the appliance definition the
     /// agent ships: for sites that run other images, and for tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,6 +253,46 @@ pub struct StorageIgnore {
 impl StorageIgnore {
     fn is_default(&self) -> bool {
         *self == StorageIgnore::default()
+    }
+}
+
+/// `appliance.firewall`: what the host firewall opens beyond the appliance's own ports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Extra ports open to everyone: `tcp/N` or `udp/N` (checked by `firewall_port`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+}
+
+impl Firewall {
+    fn is_default(&self) -> bool {
+        self.allow.is_empty()
+    }
+}
+
+/// A port `appliance.firewall.allow` opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FirewallPort {
+    /// "tcp" or "udp".
+    pub proto: &'static str,
+    pub port: u16,
+}
+
+/// Parses one `appliance.firewall.allow` entry: `tcp/N` or `udp/N`, N in 1..=65535.
+pub fn firewall_port(entry: &str) -> Result<FirewallPort, String> {
+    let expected = "expected tcp/PORT or udp/PORT with PORT 1-65535, e.g. tcp/8443";
+    let (proto, port) = entry
+        .split_once('/')
+        .ok_or_else(|| format!("{expected}; found {entry:?}"))?;
+    let proto = match proto {
+        "tcp" => "tcp",
+        "udp" => "udp",
+        _ => return Err(format!("{expected}; found protocol {proto:?}")),
+    };
+    match port.parse::<u16>() {
+        Ok(n) if n > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(FirewallPort { proto, port: n }),
+        _ => Err(format!("{expected}; found port {port:?}")),
     }
 }
 

@@ -201,6 +201,11 @@ pub(crate) fn check(env: &Env) -> Vec<Problem> {
         p(&["appliance", "backup", "encrypt"]),
         pgp_secret_key(&a.backup.encrypt),
     );
+    for (i, entry) in a.firewall.allow.iter().enumerate() {
+        if let Err(m) = crate::model::firewall_port(entry) {
+            out.add(at(&["appliance", "firewall", "allow"], i), m);
+        }
+    }
     out.check(
         p(&["appliance", "backup", "schedule"]),
         calendar::oncalendar(&a.backup.schedule),
@@ -587,6 +592,37 @@ fn armored_blocks(text: &str, pgp: bool) -> Result<Vec<Block>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn firewall_ports() {
+        use crate::model::{FirewallPort, firewall_port};
+        assert_eq!(
+            firewall_port("tcp/8443"),
+            Ok(FirewallPort {
+                proto: "tcp",
+                port: 8443
+            })
+        );
+        assert_eq!(
+            firewall_port("udp/1"),
+            Ok(FirewallPort {
+                proto: "udp",
+                port: 1
+            })
+        );
+        for bad in [
+            "8443",
+            "tcp/0",
+            "tcp/65536",
+            "sctp/80",
+            "tcp/+80",
+            "tcp/",
+            "TCP/80",
+        ] {
+            let e = firewall_port(bad).unwrap_err();
+            assert!(e.starts_with("expected tcp/PORT or udp/PORT"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn domains() {

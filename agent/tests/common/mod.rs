@@ -141,7 +141,7 @@ impl Appliance {
              data-dir: {r}/data\nvolatile-dir: {r}/volatile\nstorage: directories\ndocker-host: {dh}\n\
              project: {p}\nimages-dir: {r}/images\ncompose-template: {r}/compose.yml\nlisten-address: 127.0.0.1\nhttp-port: {h}\n\
              https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n\
-             systemd-run-dir: null\n",
+             systemd-run-dir: null\nlisten-address-v6: \"::1\"\naccess-log-socket: null\nfirewall: false\n",
             r = self.dir.path().display(),
             dh = self.docker_host,
             p = self.name,

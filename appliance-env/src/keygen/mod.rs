@@ -165,6 +165,7 @@ impl Env {
                 extra: Extra::default(),
                 update: Update::default(),
                 storage: Storage::default(),
+                firewall: Default::default(),
                 compose: None,
                 dkim: Dkim {
                     key: keys.dkim_key.clone(),

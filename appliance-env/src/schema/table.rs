@@ -360,6 +360,20 @@ pub const KEYS: &[Key] = &[
         "When updates run; checked with `systemd-analyze calendar`.",
     ),
     k(
+        "appliance.firewall",
+        "mapping",
+        "",
+        "ecs-agent firewall, ecs-agent start",
+        "The host firewall (nftables table `inet ecs_filter`): ssh, http, https, smtp and submissions are always open; everything else is dropped.",
+    ),
+    k(
+        "appliance.firewall.allow",
+        "list of strings",
+        "[]",
+        "ecs-agent firewall, ecs-agent start",
+        "Extra ports open to everyone, each `tcp/PORT` or `udp/PORT` (e.g. `tcp/9100`); applied at every start.",
+    ),
+    k(
         "appliance.storage",
         "mapping",
         "",

@@ -138,6 +138,7 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "cloud-guest-utils",
     "docker.io",
     "docker-cli",
+    "nftables",
     "docker-compose",
     "lvm2",
     "mdadm",

@@ -12,6 +12,7 @@
 //! the seed ISO.
 
 pub mod convert;
+pub mod hardening;
 pub mod interrupt;
 pub mod manifest;
 pub mod overlay;

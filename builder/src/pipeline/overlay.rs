@@ -20,7 +20,7 @@ pub const EMBEDDED_ENV: &str = "/app/env.yml";
 /// fstab by label: the disk is found whatever the hypervisor calls it.
 pub const FSTAB: &str = "# Written by ecs-build: filesystems by label.
 LABEL=cloudimg-rootfs\t/\text4\tdefaults,errors=remount-ro\t0\t1
-LABEL=ecs-volatile\t/volatile\text4\tdefaults,nofail,x-systemd.device-timeout=30s\t0\t2
+LABEL=ecs-volatile\t/volatile\text4\tdefaults,nodev,nosuid,nofail,x-systemd.device-timeout=30s\t0\t2
 ";
 
 /// cloud-init does what it is good at (SSH keys for root, hostname, host keys) from the NoCloud
@@ -55,8 +55,20 @@ DHCP=yes
 ";
 
 /// Docker keeps its images and containers on /volatile (the seed's layout): rebuilt or
-/// re-pulled after a lost volatile, never filling root.
-pub const DOCKER_DAEMON_JSON: &str = "{\n  \"data-root\": \"/volatile/docker\"\n}\n";
+/// re-pulled after a lost volatile, never filling root. Container logs are capped (an
+/// unbounded json log is a disk-full attack), containers survive a dockerd restart (security
+/// updates, `ecs-agent after-upgrade`), and no process in them gains privileges (setuid).
+pub const DOCKER_DAEMON_JSON: &str = r#"{
+  "data-root": "/volatile/docker",
+  "log-driver": "json-file",
+  "log-opts": {
+    "max-size": "10m",
+    "max-file": "3"
+  },
+  "live-restore": true,
+  "no-new-privileges": true
+}
+"#;
 
 /// docker.service waits for /volatile: on a first boot without the volatile partition the agent
 /// creates it and then starts docker (context `docker-unit`).
@@ -272,6 +284,7 @@ pub fn build(machine: &Machine) -> anyhow::Result<Overlay> {
             0o777,
         ),
     ];
+    extras.extend(super::hardening::files());
     extras.extend(unit_files);
     for image in &machine.images {
         check_image_archive(image)?;
