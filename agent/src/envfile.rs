@@ -43,6 +43,8 @@ pub struct Settings {
     pub compose: Option<String>,
     /// `appliance.storage`: create, adopt, ignore.
     pub storage: appliance_env::Storage,
+    /// `ecs.first_user`: whom `ecs-agent create-first-user` creates without arguments.
+    pub first_user: Option<appliance_env::FirstUser>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +106,7 @@ fn settings(env: &Env) -> Settings {
         dump_filename: env.ecs.recover.dump_filename.clone(),
         compose: a.compose.clone(),
         storage: a.storage.clone(),
+        first_user: env.ecs.first_user.clone(),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod context;
 pub mod database;
 pub mod docker;
 pub mod envfile;
+pub mod first_user;
 pub mod frontend;
 pub mod frontend_tls;
 pub mod gnupg;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ecs_agent::context::Context;
-use ecs_agent::{backup, lifecycle, lock, recover, start, status, update};
+use ecs_agent::{backup, first_user, lifecycle, lock, recover, start, status, update};
 
 /// The ECS appliance agent.
 #[derive(Parser)]
@@ -68,6 +68,23 @@ enum Command {
         /// The snapshot.
         #[arg(default_value = ecs_agent::snapshot::PRE_MIGRATE)]
         name: String,
+    },
+    /// Create the office's first user (or reuse it) through the app's hooks, and mail it a client
+    /// certificate valid one day as PKCS#12; its transport password is shown here, once.
+    /// The user is env.yml's ecs.first_user, or all four arguments.
+    CreateFirstUser {
+        /// The user's email address (login, and where the certificate goes).
+        #[arg(long, value_name = "E")]
+        email: Option<String>,
+        /// First name.
+        #[arg(long, value_name = "F")]
+        first_name: Option<String>,
+        /// Last name.
+        #[arg(long, value_name = "L")]
+        last_name: Option<String>,
+        /// f or m.
+        #[arg(long, value_name = "f|m")]
+        gender: Option<String>,
     },
     /// Write the "starting" page unless the frontend has a config (ecs-frontend's ExecStartPre).
     #[command(hide = true)]
@@ -155,6 +172,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RemoveSnapshot { name } => Ok(exit(lifecycle::run(&ctx, "remove-snapshot", wait, |job| {
             ecs_agent::migrate::remove_command(job, &name)
         }))),
+        Command::CreateFirstUser {
+            email,
+            first_name,
+            last_name,
+            gender,
+        } => {
+            let args = first_user::Args {
+                email,
+                first_name,
+                last_name,
+                gender,
+            };
+            Ok(exit(lifecycle::run(&ctx, "create-first-user", wait, |job| {
+                first_user::command(job, &args)
+            })))
+        }
         Command::FrontendConfig => {
             ecs_agent::frontend::write_initial(&ctx)?;
             Ok(ExitCode::SUCCESS)
