@@ -125,10 +125,13 @@ pub fn user(args: &Args, env: &LoadedEnv, env_name: &str) -> Result<User, Config
             last_name: args.last_name.clone().unwrap_or_default(),
             gender: args.gender.clone().unwrap_or_default(),
         };
-        (u, ["--email", "--first-name", "--last-name", "--gender"].map(String::from))
+        (
+            u,
+            ["--email", "--first-name", "--last-name", "--gender"].map(String::from),
+        )
     } else if given.iter().any(|v| v.is_some()) {
         return Err(ConfigError(
-            "create-first-user: expected all of --email, --first-name, --last-name and --gender, \
+            "arguments: expected all of --email, --first-name, --last-name and --gender, \
              or none of them (then env.yml's ecs.first_user)"
                 .into(),
         ));
@@ -232,10 +235,12 @@ fn plan<'a>(ctx: &crate::context::Context, def: &'a AppDef) -> Result<Plan<'a>, 
             "the command that issues and mails the certificate",
         )
     })?;
-    let ca = def
-        .client_ca
-        .as_ref()
-        .ok_or_else(|| missing("client-ca", "where the app keeps the CA that signs client certificates"))?;
+    let ca = def.client_ca.as_ref().ok_or_else(|| {
+        missing(
+            "client-ca",
+            "where the app keeps the CA that signs client certificates",
+        )
+    })?;
     Ok(Plan {
         create_user,
         issue,
@@ -245,7 +250,11 @@ fn plan<'a>(ctx: &crate::context::Context, def: &'a AppDef) -> Result<Plan<'a>, 
 
 /// The last non-empty line of a hook's output.
 fn last_line(out: &str) -> &str {
-    out.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+    out.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
 }
 
 /// `serial=HEX` (as `openssl x509 -serial` prints it) among the last lines, if the hook printed it.
@@ -361,11 +370,21 @@ mod tests {
         };
         let u = user(&Args::default(), &env(Some(from_env.clone())), "env.yml").unwrap();
         assert_eq!((u.email.as_str(), u.gender.as_str()), ("office@example.org", "f"));
-        let u = user(&args(["a@example.org", "Max", "Muster", "M"]), &env(Some(from_env)), "env.yml").unwrap();
+        let u = user(
+            &args(["a@example.org", "Max", "Muster", "M"]),
+            &env(Some(from_env)),
+            "env.yml",
+        )
+        .unwrap();
         assert_eq!((u.email.as_str(), u.gender.as_str()), ("a@example.org", "m"));
 
-        let e = user(&Args::default(), &env(None), "/run/active-env.yml").unwrap_err().to_string();
-        assert!(e.contains("/run/active-env.yml: key ecs.first_user: missing"), "{e}");
+        let e = user(&Args::default(), &env(None), "/run/active-env.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/run/active-env.yml: key ecs.first_user: missing"),
+            "{e}"
+        );
         let some = Args {
             email: Some("a@example.org".into()),
             ..Default::default()
@@ -377,12 +396,24 @@ mod tests {
     #[test]
     fn bad_values_are_refused_by_name() {
         let cases = [
-            (["not-an-address", "A", "B", "f"], "--email: expected an email address"),
-            (["a@example.org", "--help", "B", "f"], "--first-name: expected a value that does not start with `-`"),
-            (["a@example.org", "A", "B\nBcc: x@y.org", "f"], "--last-name: expected no control characters"),
+            (
+                ["not-an-address", "A", "B", "f"],
+                "--email: expected an email address",
+            ),
+            (
+                ["a@example.org", "--help", "B", "f"],
+                "--first-name: expected a value that does not start with `-`",
+            ),
+            (
+                ["a@example.org", "A", "B\nBcc: x@y.org", "f"],
+                "--last-name: expected no control characters",
+            ),
             (["a@example.org", "A", " ", "f"], "--last-name: expected a value"),
             (["a@example.org", "A", "B", "x"], "--gender: expected f or m"),
-            (["-a@example.org", "A", "B", "f"], "--email: expected a value that does not start"),
+            (
+                ["-a@example.org", "A", "B", "f"],
+                "--email: expected a value that does not start",
+            ),
         ];
         for (v, want) in cases {
             let e = user(&args(v), &env(None), "env.yml").unwrap_err().to_string();
@@ -394,8 +425,13 @@ mod tests {
             last_name: "Doe".into(),
             gender: appliance_env::Gender::Male,
         };
-        let e = user(&Args::default(), &env(Some(bad_env)), "env.yml").unwrap_err().to_string();
-        assert!(e.contains("env.yml: key ecs.first_user.first_name: expected a value that does not"), "{e}");
+        let e = user(&Args::default(), &env(Some(bad_env)), "env.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("env.yml: key ecs.first_user.first_name: expected a value that does not"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -410,7 +446,7 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 32, "no symbol twice");
-        assert!(PASSWORD_LEN * 5 >= 120 && PASSWORD_LEN >= 15);
+        const { assert!(PASSWORD_LEN * 5 >= 120 && PASSWORD_LEN >= 15) };
         assert!(!format!("{a:?}").contains(a.reveal()));
         assert_eq!(
             a.redact(&format!("x {} y", a.reveal())),
@@ -430,16 +466,23 @@ mod tests {
     /// arguments the command appends.
     #[test]
     fn ecs_template_has_the_hooks() {
-        let def = crate::appdef::parse(std::path::Path::new("default"), crate::appdef::DEFAULT_TEMPLATE).unwrap();
+        let def =
+            crate::appdef::parse(std::path::Path::new("default"), crate::appdef::DEFAULT_TEMPLATE).unwrap();
         assert!(def.client_ca.is_some());
-        for hook in [def.hooks.create_user.unwrap(), def.hooks.issue_client_certificate.unwrap()] {
+        for hook in [
+            def.hooks.create_user.unwrap(),
+            def.hooks.issue_client_certificate.unwrap(),
+        ] {
             assert_eq!(hook[..3], ["run", "python", "-c"]);
             let out = std::process::Command::new("python3")
                 .args(["-c", "import sys; compile(sys.argv[1], 'hook', 'exec')", &hook[3]])
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            assert!(hook[3].contains("sys.argv[1"), "the hook reads its appended arguments");
+            assert!(
+                hook[3].contains("sys.argv[1"),
+                "the hook reads its appended arguments"
+            );
         }
     }
 

@@ -71,19 +71,20 @@ enum Command {
     },
     /// Create the office's first user (or reuse it) through the app's hooks, and mail it a client
     /// certificate valid one day as PKCS#12; its transport password is shown here, once.
-    /// The user is env.yml's ecs.first_user, or all four arguments.
+    /// The user is env.yml's ecs.first_user, or all four arguments. Values starting with `-`
+    /// are taken, to be refused by name rather than read as options.
     CreateFirstUser {
         /// The user's email address (login, and where the certificate goes).
-        #[arg(long, value_name = "E")]
+        #[arg(long, value_name = "E", allow_hyphen_values = true)]
         email: Option<String>,
         /// First name.
-        #[arg(long, value_name = "F")]
+        #[arg(long, value_name = "F", allow_hyphen_values = true)]
         first_name: Option<String>,
         /// Last name.
-        #[arg(long, value_name = "L")]
+        #[arg(long, value_name = "L", allow_hyphen_values = true)]
         last_name: Option<String>,
         /// f or m.
-        #[arg(long, value_name = "f|m")]
+        #[arg(long, value_name = "f|m", allow_hyphen_values = true)]
         gender: Option<String>,
     },
     /// Write the "starting" page unless the frontend has a config (ecs-frontend's ExecStartPre).

@@ -109,11 +109,7 @@ fn start_dockerd(dir: &Path, host: &str) {
             "--default-address-pool",
             "base=10.213.0.0/16,size=24",
         ])
-        .args(
-            host_gateway_ip()
-                .map(|ip| format!("--host-gateway-ip={ip}"))
-                .into_iter(),
-        )
+        .args(host_gateway_ip().map(|ip| format!("--host-gateway-ip={ip}")))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
