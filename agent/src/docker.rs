@@ -374,6 +374,18 @@ impl Compose {
             .with_context(|| format!("running {} in service {service}", argv.join(" ")))
     }
 
+    /// Like `run`, with `input` on the command's stdin: how a secret reaches a hook, never in
+    /// argv or the environment (both are visible in `docker inspect` and process lists).
+    pub fn run_input(&self, service: &str, argv: &[String], input: &[u8]) -> anyhow::Result<String> {
+        let out = self
+            .command()
+            .args(["run", "--rm", "-T", "--no-deps", service])
+            .args(argv)
+            .run_with_input(input)
+            .with_context(|| format!("running {} in service {service}", argv.join(" ")))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Runs a command in the running container of `service`; returns stdout.
     pub fn exec(&self, service: &str, argv: &[&str]) -> anyhow::Result<String> {
         Ok(self

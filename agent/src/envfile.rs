@@ -49,6 +49,8 @@ pub struct Settings {
     pub storage: appliance_env::Storage,
     /// `appliance.firewall.allow`, validated.
     pub firewall_allow: Vec<appliance_env::FirewallPort>,
+    /// `ecs.first_user`: whom `ecs-agent create-first-user` creates without arguments.
+    pub first_user: Option<appliance_env::FirstUser>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +127,7 @@ fn settings(env: &Env) -> Settings {
             .iter()
             .filter_map(|e| appliance_env::firewall_port(e).ok())
             .collect(),
+        first_user: env.ecs.first_user.clone(),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod database;
 pub mod docker;
 pub mod envfile;
 pub mod firewall;
+pub mod first_user;
 pub mod frontend;
 pub mod frontend_tls;
 pub mod gnupg;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ecs_agent::context::Context;
-use ecs_agent::{backup, lifecycle, lock, recover, start, status, update};
+use ecs_agent::{backup, first_user, lifecycle, lock, recover, start, status, update};
 
 /// The ECS appliance agent.
 #[derive(Parser)]
@@ -79,6 +79,24 @@ enum Command {
     /// Restart the frontend, containerd and docker when they run code an upgrade replaced
     /// (apt's DPkg::Post-Invoke hook runs it).
     AfterUpgrade,
+    /// Create the office's first user (or reuse it) through the app's hooks, and mail it a client
+    /// certificate valid one day as PKCS#12; its transport password is shown here, once.
+    /// The user is env.yml's ecs.first_user, or all four arguments. Values starting with `-`
+    /// are taken, to be refused by name rather than read as options.
+    CreateFirstUser {
+        /// The user's email address (login, and where the certificate goes).
+        #[arg(long, value_name = "E", allow_hyphen_values = true)]
+        email: Option<String>,
+        /// First name.
+        #[arg(long, value_name = "F", allow_hyphen_values = true)]
+        first_name: Option<String>,
+        /// Last name.
+        #[arg(long, value_name = "L", allow_hyphen_values = true)]
+        last_name: Option<String>,
+        /// f or m.
+        #[arg(long, value_name = "f|m", allow_hyphen_values = true)]
+        gender: Option<String>,
+    },
     /// Write the "starting" page unless the frontend has a config (ecs-frontend's ExecStartPre).
     #[command(hide = true)]
     FrontendConfig,
@@ -172,6 +190,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AfterUpgrade => {
             ecs_agent::upgrade::command()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::CreateFirstUser {
+            email,
+            first_name,
+            last_name,
+            gender,
+        } => {
+            let args = first_user::Args {
+                email,
+                first_name,
+                last_name,
+                gender,
+            };
+            Ok(exit(lifecycle::run(&ctx, "create-first-user", wait, |job| {
+                first_user::command(job, &args)
+            })))
         }
         Command::FrontendConfig => {
             ecs_agent::frontend::write_initial(&ctx)?;

@@ -26,6 +26,21 @@ struct XEcs {
     data_dirs: Vec<DataDir>,
     #[serde(default)]
     keyrings: Vec<Keyring>,
+    /// The app's CA for client certificates (create-first-user, the frontend's verification).
+    #[serde(default)]
+    #[allow(dead_code)]
+    client_ca: Option<ClientCa>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[allow(dead_code)]
+struct ClientCa {
+    dir: String,
+    cert: String,
+    crl: String,
+    #[serde(default)]
+    key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +70,12 @@ struct Hooks {
     /// Prints the migrations the code has (update-ecs compares two versions' lists).
     #[serde(default)]
     migrations: Option<Vec<String>>,
+    /// create-first-user: creates or reuses the user (EMAIL FIRST LAST GENDER appended).
+    #[serde(default)]
+    create_user: Option<Vec<String>>,
+    /// create-first-user: issues and mails the client certificate (EMAIL DAYS appended).
+    #[serde(default)]
+    issue_client_certificate: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +165,18 @@ pub(crate) fn check(text: &str) -> Vec<String> {
     let mut commands = vec![("x-ecs.hooks.migrate", &def.hooks.migrate)];
     commands.extend(def.hooks.bootstrap.iter().map(|c| ("x-ecs.hooks.bootstrap", c)));
     commands.extend(def.hooks.migrations.iter().map(|c| ("x-ecs.hooks.migrations", c)));
+    commands.extend(
+        def.hooks
+            .create_user
+            .iter()
+            .map(|c| ("x-ecs.hooks.create-user", c)),
+    );
+    commands.extend(
+        def.hooks
+            .issue_client_certificate
+            .iter()
+            .map(|c| ("x-ecs.hooks.issue-client-certificate", c)),
+    );
     if let Some(pre) = &def.hooks.premigrate {
         commands.push(("x-ecs.hooks.premigrate.command", &pre.command));
         if !is_name(&pre.if_table_missing, false) {

@@ -30,6 +30,7 @@ pub use error::{EnvError, Location, Warning};
 pub use load::{HEADER, MAX_ENV_BYTES, read_file, utf8};
 pub use model::*;
 pub use validate::domain as check_domain;
+pub use validate::email as check_email;
 
 use sha2::{Digest, Sha256};
 

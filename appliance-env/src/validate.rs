@@ -299,7 +299,8 @@ pub fn domain(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn email(address: &str) -> Result<(), String> {
+/// An address mail can go to: a non-empty local part without whitespace, `@`, a domain name.
+pub fn email(address: &str) -> Result<(), String> {
     match address.rsplit_once('@') {
         Some((local, host))
             if !local.is_empty() && !local.contains(char::is_whitespace) && domain(host).is_ok() =>

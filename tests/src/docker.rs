@@ -77,6 +77,16 @@ fn ping(host: &str) -> bool {
         .is_ok()
 }
 
+/// The host's address on its default route. Without a default bridge, `host-gateway` (how
+/// containers reach the host as host.docker.internal, e.g. the appliance's mail relay) has no
+/// address unless dockerd is given one; a service the host runs on 0.0.0.0 answers there.
+/// None without a route (no packet is sent: a UDP connect only picks the source address).
+pub fn host_gateway_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("198.51.100.1:9").ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
 /// dockerd outlives this test process on purpose: the next test binary reuses it (and its
 /// image cache); it is never waited for.
 #[allow(clippy::zombie_processes)]
@@ -99,6 +109,7 @@ fn start_dockerd(dir: &Path, host: &str) {
             "--default-address-pool",
             "base=10.213.0.0/16,size=24",
         ])
+        .args(host_gateway_ip().map(|ip| format!("--host-gateway-ip={ip}")))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 
 pub use e2e_tests::docker::Harness;
 
+pub mod smtp;
+
 pub const COMPOSE: Tool = Tool::new("docker-compose", "docker-compose");
 pub const CURL: Tool = Tool::new("curl", "curl");
 pub const GPG: Tool = Tool::new("gpg", "gnupg");
