@@ -43,6 +43,11 @@ pub struct Settings {
     pub compose: Option<String>,
     /// `appliance.storage`: create, adopt, ignore.
     pub storage: appliance_env::Storage,
+    /// `appliance.ssl.client_certs_mandatory`: the frontend refuses a TLS client without one.
+    pub client_certs_mandatory: bool,
+    /// `appliance.ssl.client_ca`: (certificate, key) PEM, seeded into the app's CA dir when the
+    /// app has none (step client-ca).
+    pub client_ca: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +109,8 @@ fn settings(env: &Env) -> Settings {
         dump_filename: env.ecs.recover.dump_filename.clone(),
         compose: a.compose.clone(),
         storage: a.storage.clone(),
+        client_certs_mandatory: a.ssl.client_certs_mandatory,
+        client_ca: a.ssl.client_ca.as_ref().map(|c| (c.cert.clone(), c.key.clone())),
     }
 }
 
