@@ -220,9 +220,11 @@ pub fn check(cert_pem: &[u8], crl_pem: &[u8], now: OffsetDateTime) -> Result<Usa
         ));
     }
     let crl_der = pem_der(crl_pem, "X509 CRL").map_err(|e| format!("the CRL: {e}"))?;
-    let (_, crl) = CertificateRevocationList::from_der(&crl_der)
-        .map_err(|e| format!("the CRL does not parse ({e})"))?;
-    if crl.issuer().as_raw() != cert.subject().as_raw() && crl.issuer().to_string() != cert.subject().to_string() {
+    let (_, crl) =
+        CertificateRevocationList::from_der(&crl_der).map_err(|e| format!("the CRL does not parse ({e})"))?;
+    if crl.issuer().as_raw() != cert.subject().as_raw()
+        && crl.issuer().to_string() != cert.subject().to_string()
+    {
         return Err(format!(
             "the CRL's issuer {} is not the CA {}",
             crl.issuer(),
@@ -335,7 +337,8 @@ pub fn install(ctx: &Context, settings: &Settings, def: Option<&AppDef>) -> anyh
     };
     for (name, bytes) in [("ca.cert.pem", &cert), ("crl.pem", &crl)] {
         let path = dir.join(name);
-        host_util::write_atomic(&path, bytes, 0o644).with_context(|| format!("writing {}", path.display()))?;
+        host_util::write_atomic(&path, bytes, 0o644)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let path = dir.join(VERIFY_FILE);
     host_util::write_atomic(&path, verify.as_bytes(), 0o644)
@@ -377,7 +380,11 @@ pub fn render_path_dropin(ctx: &Context, def: &AppDef) -> Option<String> {
     let ca = def.client_ca.as_ref()?;
     let p = paths(ctx, ca);
     let watched = [p.cert.display().to_string(), p.crl.display().to_string()];
-    if watched.iter().map(String::as_str).eq(DEFAULT_WATCHED.iter().copied()) {
+    if watched
+        .iter()
+        .map(String::as_str)
+        .eq(DEFAULT_WATCHED.iter().copied())
+    {
         return None;
     }
     Some(format!(
@@ -512,17 +519,78 @@ mod tests {
                 .unwrap();
             assert!(st.success(), "{script}");
         };
-        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
             -subj '/O=ECS/CN=rsa CA' -addext basicConstraints=critical,CA:TRUE 2>/dev/null
             mkdir -p db && : > db/index.txt && echo 01 > db/crlnumber
             printf '[ca]\\ndefault_ca=c\\n[c]\\ndatabase=db/index.txt\\ncrlnumber=db/crlnumber\\n\
 default_md=sha256\\ndefault_crl_days=30\\n' > ca.cnf
-            openssl ca -config ca.cnf -gencrl -keyfile ca.key -cert ca.pem -out crl.pem 2>/dev/null");
+            openssl ca -config ca.cnf -gencrl -keyfile ca.key -cert ca.pem -out crl.pem 2>/dev/null",
+        );
         let cert = std::fs::read(d.join("ca.pem")).unwrap();
         let crl = std::fs::read(d.join("crl.pem")).unwrap();
         check(&cert, &crl, OffsetDateTime::now_utc()).unwrap();
         let e = check(&cert, &crl, OffsetDateTime::now_utc() + Duration::days(31)).unwrap_err();
         assert!(e.contains("expired"), "{e}");
+    }
+
+    #[test]
+    fn the_ca_is_seeded_only_with_a_key_file_and_never_over_an_existing_one() {
+        let data = tempfile::tempdir().unwrap();
+        let ctx = Context {
+            data_dir: data.path().into(),
+            run_dir: data.path().join("run"),
+            ..Context::default()
+        };
+        let (_, key, cert) = ca("seed CA");
+        let settings = Settings {
+            client_ca: Some((cert.clone(), key.serialize_pem())),
+            ..Settings::default()
+        };
+        let mut def = ClientCa {
+            dir: "ca".into(),
+            cert: "ca.cert.pem".into(),
+            crl: "crl.pem".into(),
+            key: None,
+        };
+        // No key file named (ECS keeps its key in its database): nothing is written.
+        assert_eq!(seed(&ctx, &settings, &def).unwrap(), None);
+        assert!(!data.path().join("ca").exists());
+
+        def.key = Some("private/ca.key.pem".into());
+        assert_eq!(
+            seed(&ctx, &settings, &def).unwrap().as_deref(),
+            Some("seeded from env.yml")
+        );
+        let p = paths(&ctx, &def);
+        let mode = |f: &Path| std::fs::metadata(f).unwrap().mode() & 0o777;
+        assert_eq!(mode(p.key.as_ref().unwrap()), 0o600);
+        assert_eq!(mode(&data.path().join("ca/private")), 0o700);
+        let crl = std::fs::read(&p.crl).unwrap();
+        check(
+            cert.as_bytes(),
+            &crl,
+            OffsetDateTime::now_utc() + Duration::days(3600),
+        )
+        .unwrap();
+
+        // An existing CA stays, whatever env.yml says.
+        let (_, other_key, other_cert) = ca("other CA");
+        let other = Settings {
+            client_ca: Some((other_cert, other_key.serialize_pem())),
+            ..Settings::default()
+        };
+        assert_eq!(seed(&ctx, &other, &def).unwrap(), None);
+        assert_eq!(std::fs::read_to_string(&p.cert).unwrap(), cert);
+        assert_eq!(std::fs::read(&p.crl).unwrap(), crl);
+        // A key of the app's own without its certificate is not replaced either.
+        std::fs::remove_file(&p.cert).unwrap();
+        let msg = seed(&ctx, &other, &def).unwrap().unwrap();
+        assert!(msg.contains("not seeded"), "{msg}");
+        assert_eq!(
+            std::fs::read_to_string(p.key.unwrap()).unwrap(),
+            key.serialize_pem()
+        );
     }
 
     #[test]
@@ -540,7 +608,9 @@ default_md=sha256\\ndefault_crl_days=30\\n' > ca.cnf
         assert_eq!(render_path_dropin(&ctx, &def("ecs-ca")), None);
         let text = render_path_dropin(&ctx, &def("other/ca")).unwrap();
         assert!(
-            text.contains("PathChanged=\nPathChanged=/data/other/ca/ca.cert.pem\nPathChanged=/data/other/ca/crl.pem\n"),
+            text.contains(
+                "PathChanged=\nPathChanged=/data/other/ca/ca.cert.pem\nPathChanged=/data/other/ca/crl.pem\n"
+            ),
             "{text}"
         );
         let run = tempfile::tempdir().unwrap();

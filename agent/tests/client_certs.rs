@@ -35,8 +35,19 @@ fn issue(dir: &Path, ca_cert: &Path, ca_key: &Path, cn: &str) -> (String, String
     openssl(
         dir,
         &[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &key,
-            "-out", &csr, "-subj", &subject,
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subject,
         ],
     );
     let serial = dir.join("serial");
@@ -70,7 +81,15 @@ fn issue(dir: &Path, ca_cert: &Path, ca_key: &Path, cn: &str) -> (String, String
 fn get(a: &Appliance, dir: &Path, path: &str, args: &[&str]) -> Result<(u16, String), String> {
     let out = Command::new(CURL.path().unwrap_or_else(|e| panic!("{e}")))
         .current_dir(dir)
-        .args(["-sS", "-k", "--max-time", "10", "-w", "\n%{http_code}", "--resolve"])
+        .args([
+            "-sS",
+            "-k",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--resolve",
+        ])
         .arg(format!("{DOMAIN}:{}:127.0.0.1", a.https))
         .args(args)
         .arg(format!("https://{DOMAIN}:{}{path}", a.https))
@@ -84,7 +103,7 @@ fn get(a: &Appliance, dir: &Path, path: &str, args: &[&str]) -> Result<(u16, Str
     Ok((code.trim().parse().unwrap(), body.to_string()))
 }
 
-fn with_cert<'a>(cert: &'a (String, String)) -> [&'a str; 4] {
+fn with_cert(cert: &(String, String)) -> [&str; 4] {
     ["--cert", &cert.0, "--key", &cert.1]
 }
 
@@ -129,7 +148,8 @@ fn client_certificates_are_verified_against_the_apps_ca_and_crl() {
     let (state, msg) = a.step_state("client-ca");
     assert_eq!(state, "ok");
     assert!(
-        msg.starts_with("seeded from env.yml; the app's CA (") && msg.contains("client certificates optional"),
+        msg.starts_with("seeded from env.yml; the app's CA (")
+            && msg.contains("client certificates optional"),
         "{msg}"
     );
     let ca_dir = a.path("data/ecs-ca");
@@ -137,9 +157,17 @@ fn client_certificates_are_verified_against_the_apps_ca_and_crl() {
     let ca_key = ca_dir.join("private/ca.key.pem");
     assert_eq!(std::fs::read_to_string(&ca_cert).unwrap(), ca.cert);
     assert_eq!(std::fs::read_to_string(&ca_key).unwrap(), ca.key);
-    for (p, mode) in [(&ca_key, 0o600), (&ca_cert, 0o644), (&ca_dir.join("crl.pem"), 0o644)] {
+    for (p, mode) in [
+        (&ca_key, 0o600),
+        (&ca_cert, 0o644),
+        (&ca_dir.join("crl.pem"), 0o644),
+    ] {
         let m = std::fs::metadata(p).unwrap();
-        assert_eq!((m.uid(), m.gid(), m.permissions().mode() & 0o777), (1000, 1000, mode), "{p:?}");
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o777),
+            (1000, 1000, mode),
+            "{p:?}"
+        );
     }
     let conf = std::fs::read_to_string(a.path("run/ecs/frontend/nginx.conf")).unwrap();
     for d in [
@@ -162,8 +190,19 @@ fn client_certificates_are_verified_against_the_apps_ca_and_crl() {
     openssl(
         w,
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem", "-days",
-            "30", "-subj", "/CN=other CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=other CA",
         ],
     );
     let mallory = issue(w, &w.join("other.pem"), &w.join("other.key"), "mallory");
@@ -189,11 +228,17 @@ fn client_certificates_are_verified_against_the_apps_ca_and_crl() {
     ];
     let (code, body) = get(&a, w, "/internal", &forged).unwrap();
     assert_eq!(code, 403, "{body}");
-    assert!(body.contains("verify: NONE") && !body.contains("X_SSL") && !body.contains("forged"), "{body}");
+    assert!(
+        body.contains("verify: NONE") && !body.contains("X_SSL") && !body.contains("forged"),
+        "{body}"
+    );
     // With the certificate: the page answers and shows who it is.
     let (code, body) = get(&a, w, "/internal", &with_cert(&alice)).unwrap();
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("CN=alice") && body.contains("verify: SUCCESS"), "{body}");
+    assert!(
+        body.contains("CN=alice") && body.contains("verify: SUCCESS"),
+        "{body}"
+    );
     // Forged headers with a real certificate still show the session's values.
     let args: Vec<&str> = with_cert(&alice).into_iter().chain(forged).collect();
     let (code, body) = get(&a, w, "/internal", &args).unwrap();
@@ -214,7 +259,10 @@ fn client_certificates_are_verified_against_the_apps_ca_and_crl() {
     let (c, k) = (ca_cert.to_str().unwrap(), ca_key.to_str().unwrap());
     let ca_args = ["-config", "ca.cnf", "-cert", c, "-keyfile", k];
     openssl(w, &[&["ca"][..], &ca_args, &["-revoke", &alice.0]].concat());
-    openssl(w, &[&["ca"][..], &ca_args, &["-gencrl", "-out", "revoked.crl.pem"]].concat());
+    openssl(
+        w,
+        &[&["ca"][..], &ca_args, &["-gencrl", "-out", "revoked.crl.pem"]].concat(),
+    );
     let revoked = std::fs::read(w.join("revoked.crl.pem")).unwrap();
     let msg = new_crl(&a, &revoked);
     assert!(msg.starts_with("the app's CA ("), "{msg}");
@@ -227,11 +275,19 @@ fn client_certificates_are_verified_against_the_apps_ca_and_crl() {
     let issuer_key = rcgen::KeyPair::from_pem(&ca.key).unwrap();
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.cert, &issuer_key).unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let expired =
-        ecs_agent::client_ca::crl_pem(&issuer, now - time::Duration::days(10), now - time::Duration::days(1), 9, &[])
-            .unwrap();
+    let expired = ecs_agent::client_ca::crl_pem(
+        &issuer,
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+        9,
+        &[],
+    )
+    .unwrap();
     let msg = new_crl(&a, expired.as_bytes());
-    assert!(msg.contains("not usable: placeholder") && msg.contains("expired"), "{msg}");
+    assert!(
+        msg.contains("not usable: placeholder") && msg.contains("expired"),
+        "{msg}"
+    );
     let r = get(&a, w, "/internal", &with_cert(&bob));
     assert!(refused(&r), "with the placeholder: {r:?}");
     let (code, _) = get(&a, w, "/internal", &[]).unwrap();
@@ -239,12 +295,23 @@ fn client_certificates_are_verified_against_the_apps_ca_and_crl() {
     openssl(
         w,
         &[
-            "ca", "-config", "ca.cnf", "-cert", "other.pem", "-keyfile", "other.key", "-gencrl", "-out",
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "other.pem",
+            "-keyfile",
+            "other.key",
+            "-gencrl",
+            "-out",
             "other.crl.pem",
         ],
     );
     let msg = new_crl(&a, &std::fs::read(w.join("other.crl.pem")).unwrap());
-    assert!(msg.contains("not usable: placeholder") && msg.contains("issuer"), "{msg}");
+    assert!(
+        msg.contains("not usable: placeholder") && msg.contains("issuer"),
+        "{msg}"
+    );
 
     // Mandatory: without a certificate nginx refuses before the app is asked; with one, in.
     let env = a.path("run/active-env.yml");

@@ -104,12 +104,16 @@ fn systemd_analyze_verifies_every_unit() {
     for p in ecs_agent::client_ca::DEFAULT_WATCHED {
         assert!(text.contains(&format!("PathChanged={p}\n")), "{text}");
     }
-    let dropin = "[Path]\nPathChanged=\nPathChanged=/data/other-ca/ca.pem\nPathChanged=/data/other-ca/crl.pem\n";
+    let dropin =
+        "[Path]\nPathChanged=\nPathChanged=/data/other-ca/ca.pem\nPathChanged=/data/other-ca/crl.pem\n";
     assert!(ecs_agent::client_ca::write_path_dropin(&etc, Some(dropin)).unwrap());
     let (ok, stderr) = verify(root.path(), "ecs-agent-crl.path");
     assert!(ok && stderr.trim().is_empty(), "{stderr}");
     let dropin = "[Path]\nPathChanged=\nPathChanged=relative/crl.pem\n";
     assert!(ecs_agent::client_ca::write_path_dropin(&etc, Some(dropin)).unwrap());
     let (ok, stderr) = verify(root.path(), "ecs-agent-crl.path");
-    assert!(!ok && stderr.contains("relative/crl.pem"), "the drop-in is not read: {stderr}");
+    assert!(
+        !ok && stderr.contains("relative/crl.pem"),
+        "the drop-in is not read: {stderr}"
+    );
 }

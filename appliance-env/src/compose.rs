@@ -26,6 +26,19 @@ struct XEcs {
     data_dirs: Vec<DataDir>,
     #[serde(default)]
     keyrings: Vec<Keyring>,
+    #[serde(default)]
+    client_ca: Option<ClientCa>,
+}
+
+/// `client-ca: {dir, cert, crl, key?}`: the app's CA for client certificates.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ClientCa {
+    dir: String,
+    cert: String,
+    crl: String,
+    #[serde(default)]
+    key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +188,14 @@ pub(crate) fn check(text: &str) -> Vec<String> {
                 "{key}.mode: expected an octal mode (e.g. \"0700\"), found `{}`",
                 d.mode
             ));
+        }
+    }
+    if let Some(ca) = &def.client_ca {
+        out.extend(rel_path("x-ecs.client-ca.dir", &ca.dir));
+        out.extend(rel_path("x-ecs.client-ca.cert", &ca.cert));
+        out.extend(rel_path("x-ecs.client-ca.crl", &ca.crl));
+        if let Some(k) = &ca.key {
+            out.extend(rel_path("x-ecs.client-ca.key", k));
         }
     }
     for (i, r) in def.keyrings.iter().enumerate() {
