@@ -128,6 +128,9 @@ pub fn parse(name: &Path, text: &str) -> anyhow::Result<AppDef> {
         )
     })?;
     crate::appdirs::plan(&def).map_err(|e| anyhow::anyhow!("{}: {e}", name.display()))?;
+    if let Some(ca) = &def.client_ca {
+        crate::client_ca::check_def(ca).map_err(|e| anyhow::anyhow!("{}: {e}", name.display()))?;
+    }
     let mut named = vec![
         ("x-ecs.database.service", &def.database.service),
         ("x-ecs.hooks.service", &def.hooks.service),

@@ -92,7 +92,7 @@ pub struct RingPlan {
 }
 
 /// A path below the data dir: relative, without `..` or `.`, not empty.
-fn rel_path(key: &str, value: &str) -> Result<PathBuf, String> {
+pub(crate) fn rel_path(key: &str, value: &str) -> Result<PathBuf, String> {
     let p = Path::new(value);
     let ok = !value.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
     if !ok {

@@ -51,6 +51,11 @@ pub struct Settings {
     pub firewall_allow: Vec<appliance_env::FirewallPort>,
     /// `ecs.first_user`: whom `ecs-agent create-first-user` creates without arguments.
     pub first_user: Option<appliance_env::FirstUser>,
+    /// `appliance.ssl.client_certs_mandatory`: the frontend refuses a TLS client without one.
+    pub client_certs_mandatory: bool,
+    /// `appliance.ssl.client_ca`: (certificate, key) PEM, seeded into the app's CA dir when the
+    /// app has none (step client-ca).
+    pub client_ca: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +133,8 @@ fn settings(env: &Env) -> Settings {
             .filter_map(|e| appliance_env::firewall_port(e).ok())
             .collect(),
         first_user: env.ecs.first_user.clone(),
+        client_certs_mandatory: a.ssl.client_certs_mandatory,
+        client_ca: a.ssl.client_ca.as_ref().map(|c| (c.cert.clone(), c.key.clone())),
     }
 }
 

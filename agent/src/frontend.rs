@@ -148,7 +148,10 @@ fn config(ctx: &Context, mode: &Mode, generation: u64, pair: &(PathBuf, PathBuf)
         } else {
             format!(
                 "    location / {{\n      proxy_pass http://127.0.0.1:{};\n      proxy_set_header Host $host;\n      \
-                 proxy_set_header X-Forwarded-For $remote_addr;\n      proxy_set_header X-Forwarded-Proto https;\n    }}\n",
+                 proxy_set_header X-Forwarded-For $remote_addr;\n      proxy_set_header X-Forwarded-Proto https;\n      \
+                 proxy_set_header X-SSL-Client-Verify $ssl_client_verify;\n      \
+                 proxy_set_header X-SSL-Client-Serial $ssl_client_serial;\n      \
+                 proxy_set_header X-SSL-Client-S-DN $ssl_client_s_dn;\n    }}\n",
                 ctx.upstream_port
             )
         };
@@ -163,7 +166,7 @@ fn config(ctx: &Context, mode: &Mode, generation: u64, pair: &(PathBuf, PathBuf)
             c = cert.display(),
             k = key.display(),
             tls_conf = crate::frontend_tls::server_directives(ctx, tls),
-            client = crate::client_ca::nginx_directives(ctx),
+            client = crate::client_ca::nginx_directives(ctx, !maintenance && tls),
         ));
     }
     out.push_str("}\n");

@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Bring the appliance up: env, storage, postgres, database, app-dirs, tls, containers.
+    /// Bring the appliance up: env, storage, postgres, database, app-dirs, client-ca, tls, containers.
     Start,
     /// Print the state of each step of the last start.
     Status {
@@ -60,6 +60,9 @@ enum Command {
     },
     /// Get or renew the TLS certificate (ACME, else self-signed) and reload the frontend.
     RenewTls,
+    /// Check the app's client CA and CRL again, give them to the frontend and reload it (what
+    /// ecs-agent-crl.path runs when the app writes a new CRL).
+    ReloadFrontend,
     /// Run the app's migrations behind a PRE_MIGRATE snapshot of the data volume (rolled back
     /// if they fail); the app is stopped meanwhile.
     DatabaseMigrate,
@@ -172,6 +175,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RenewTls => {
             let msg = start::renew_tls(&ctx)?;
             println!("ecs-agent: renew-tls ok: {msg}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ReloadFrontend => {
+            let msg = start::reload_frontend(&ctx)?;
+            println!("ecs-agent: reload-frontend ok: {msg}");
             Ok(ExitCode::SUCCESS)
         }
         Command::DatabaseMigrate => Ok(exit(lifecycle::run(

@@ -378,6 +378,10 @@ fn replace(
     let t = Instant::now();
     crate::appdirs::run(&ctx.data_dir, def, &env.vars)?;
     phases.done("app-dirs", t);
+    // The restored data dir has the app's CA as it was (or none yet: seeded again).
+    let t = Instant::now();
+    crate::client_ca::run(ctx, &env.settings, def)?;
+    phases.done("client-ca", t);
     let t = Instant::now();
     crate::start::containers(ctx, compose, def)?;
     frontend::apply(ctx, &env.settings.domain, &Mode::Service)

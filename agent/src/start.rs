@@ -30,6 +30,7 @@ pub const STEPS: &[&str] = &[
     "postgres",
     "database",
     "app-dirs",
+    "client-ca",
     "tls",
     "containers",
 ];
@@ -341,6 +342,12 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
     run.step("app-dirs", |_| {
         Ok(((), crate::appdirs::run(&ctx.data_dir, &def, &found.env.vars)?))
     })?;
+    run.step("client-ca", |_| {
+        if let Err(e) = crate::client_ca::apply_path_unit(ctx, &def) {
+            tracing::warn!("pointing ecs-agent-crl.path at the app's CA: {e:#}");
+        }
+        Ok(((), crate::client_ca::run(ctx, &settings, &def)?))
+    })?;
     run.step("tls", |_| Ok(((), tls::run(ctx, &settings)?)))?;
     let domain = run.domain.clone();
     run.step("containers", |_| {
@@ -362,15 +369,36 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
 pub fn renew_tls(ctx: &Context) -> anyhow::Result<String> {
     let env = crate::envfile::load(&ctx.active_env).map_err(|e| ConfigError(e.to_string()))?;
     let msg = tls::run(ctx, &env.settings)?;
+    frontend::apply(ctx, &env.settings.domain, &current_mode(ctx))?;
+    Ok(msg)
+}
+
+/// What the frontend serves now: the app once a start has brought it up, else the page with
+/// the recorded failure's reason.
+fn current_mode(ctx: &Context) -> Mode {
     let status = crate::status::read(&ctx.status_file()).ok();
-    let mode = match status.as_ref().map(|s| s.phase.as_str()) {
+    match status.as_ref().map(|s| s.phase.as_str()) {
         Some("running") => Mode::Service,
         _ => Mode::Maintenance {
             state: Public::NotRunning,
             reason: status.as_ref().and_then(failed_reason),
         },
+    }
+}
+
+/// `ecs-agent reload-frontend` (ecs-agent-crl.path, when the app writes a new CRL): the
+/// app's CA and CRL checked and given to the frontend again, which is re-rendered in the mode
+/// it serves and reloaded.
+pub fn reload_frontend(ctx: &Context) -> anyhow::Result<String> {
+    let env = crate::envfile::load(&ctx.active_env).map_err(|e| ConfigError(e.to_string()))?;
+    // The definition start wrote; none yet (start has not got that far): the placeholder.
+    let file = docker::compose_file(&ctx.compose_dir());
+    let def = match std::fs::read_to_string(&file) {
+        Ok(text) => Some(appdef::parse(&file, &text).map_err(|e| ConfigError(format!("{e:#}")))?),
+        Err(_) => None,
     };
-    frontend::apply(ctx, &env.settings.domain, &mode)?;
+    let msg = crate::client_ca::install(ctx, &env.settings, def.as_ref())?;
+    frontend::apply(ctx, &env.settings.domain, &current_mode(ctx))?;
     Ok(msg)
 }
 

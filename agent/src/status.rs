@@ -56,7 +56,7 @@ impl Reason {
             "env" => Reason::Configuration,
             "storage" | "app-dirs" => Reason::Storage,
             "postgres" | "database" => Reason::Database,
-            "tls" => Reason::Certificate,
+            "tls" | "client-ca" => Reason::Certificate,
             "containers" => Reason::Containers,
             "update" => Reason::Update,
             _ => Reason::Agent,

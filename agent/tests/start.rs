@@ -102,6 +102,7 @@ fn fresh_start_creates_the_database_and_a_restart_keeps_it() {
         "postgres",
         "database",
         "app-dirs",
+        "client-ca",
         "tls",
         "containers",
     ] {

@@ -1,6 +1,7 @@
 //! `systemd-analyze verify` on every unit in agent/systemd, in a temp root holding what the
 //! units need (systemd's own units, the built ecs-agent at /usr/local/bin, the host's other
-//! programs they run), and on the backup timer with the schedule drop-in `start` writes.
+//! programs they run), and on the backup timer and the CRL's path unit with the drop-ins
+//! `start` writes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,4 +97,23 @@ fn systemd_analyze_verifies_every_unit() {
     assert!(ecs_agent::backup::write_dropin(&etc, "bogus o'clock").unwrap());
     let (ok, stderr) = verify(root.path(), "ecs-agent-backup.timer");
     assert!(!ok && stderr.contains("bogus"), "{stderr}");
+
+    // The CRL's path unit, and its drop-in when the app keeps its CA elsewhere.
+    assert!(names.contains(&"ecs-agent-crl.path".to_string()), "{names:?}");
+    let text = std::fs::read_to_string(units.join("ecs-agent-crl.path")).unwrap();
+    for p in ecs_agent::client_ca::DEFAULT_WATCHED {
+        assert!(text.contains(&format!("PathChanged={p}\n")), "{text}");
+    }
+    let dropin =
+        "[Path]\nPathChanged=\nPathChanged=/data/other-ca/ca.pem\nPathChanged=/data/other-ca/crl.pem\n";
+    assert!(ecs_agent::client_ca::write_path_dropin(&etc, Some(dropin)).unwrap());
+    let (ok, stderr) = verify(root.path(), "ecs-agent-crl.path");
+    assert!(ok && stderr.trim().is_empty(), "{stderr}");
+    let dropin = "[Path]\nPathChanged=\nPathChanged=relative/crl.pem\n";
+    assert!(ecs_agent::client_ca::write_path_dropin(&etc, Some(dropin)).unwrap());
+    let (ok, stderr) = verify(root.path(), "ecs-agent-crl.path");
+    assert!(
+        !ok && stderr.contains("relative/crl.pem"),
+        "the drop-in is not read: {stderr}"
+    );
 }

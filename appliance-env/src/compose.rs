@@ -26,15 +26,13 @@ struct XEcs {
     data_dirs: Vec<DataDir>,
     #[serde(default)]
     keyrings: Vec<Keyring>,
-    /// The app's CA for client certificates (create-first-user, the frontend's verification).
     #[serde(default)]
-    #[allow(dead_code)]
     client_ca: Option<ClientCa>,
 }
 
+/// `client-ca: {dir, cert, crl, key?}`: the app's CA for client certificates.
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-#[allow(dead_code)]
 struct ClientCa {
     dir: String,
     cert: String,
@@ -208,6 +206,14 @@ pub(crate) fn check(text: &str) -> Vec<String> {
                 "{key}.mode: expected an octal mode (e.g. \"0700\"), found `{}`",
                 d.mode
             ));
+        }
+    }
+    if let Some(ca) = &def.client_ca {
+        out.extend(rel_path("x-ecs.client-ca.dir", &ca.dir));
+        out.extend(rel_path("x-ecs.client-ca.cert", &ca.cert));
+        out.extend(rel_path("x-ecs.client-ca.crl", &ca.crl));
+        if let Some(k) = &ca.key {
+            out.extend(rel_path("x-ecs.client-ca.key", k));
         }
     }
     for (i, r) in def.keyrings.iter().enumerate() {

@@ -444,12 +444,11 @@ impl Drop for Loop {
     }
 }
 
-/// `appliance.backup.encrypt` of a real `ecs-build config new` (made once per test process):
-/// the backups and restores of the tests use the key material operators get, not a key the
-/// test made.
-pub fn config_new_backup_key() -> &'static str {
-    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
+/// The env.yml of a real `ecs-build config new` for DOMAIN (made once per test process): the
+/// tests use the key material operators get, not keys the tests made.
+pub fn config_new_env() -> &'static appliance_env::Env {
+    static ENV: std::sync::OnceLock<appliance_env::Env> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let o = Command::new(e2e_tests::workspace_binary("ecs-build"))
@@ -463,9 +462,14 @@ pub fn config_new_backup_key() -> &'static str {
             String::from_utf8_lossy(&o.stderr)
         );
         let text = std::fs::read_to_string(out.join("env.yml")).unwrap();
-        let (env, _) = appliance_env::Env::from_yaml_str(&text, "env.yml").unwrap();
-        env.appliance.backup.encrypt
+        appliance_env::Env::from_yaml_str(&text, "env.yml").unwrap().0
     })
+}
+
+/// `appliance.backup.encrypt` of `config_new_env`: the backups and restores of the tests use
+/// the key material operators get.
+pub fn config_new_backup_key() -> &'static str {
+    &config_new_env().appliance.backup.encrypt
 }
 
 /// The backup key of `config_new_backup_key` imported into the GnuPG home `home`:

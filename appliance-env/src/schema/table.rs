@@ -150,7 +150,7 @@ pub const KEYS: &[Key] = &[
         "bool",
         "false",
         "ecs-agent (nginx ssl_verify_client)",
-        "true: every request needs a client certificate (nginx `ssl_verify_client on`), else `optional`.",
+        "true: nginx serves the app only to clients with a certificate it verifies (`ssl_verify_client on`), else `optional` (the app decides from X-SSL-Client-Verify); the maintenance page stays public.",
     ),
     secret(ex(
         k(
@@ -176,8 +176,8 @@ pub const KEYS: &[Key] = &[
         "appliance.ssl.client_ca",
         "mapping",
         "",
-        "ecs-agent (nginx ssl_client_certificate; client certificates for users)",
-        "The CA that issues users' client certificates (X.509, 10 years, CA:TRUE).",
+        "ecs-agent start (step client-ca)",
+        "The CA that issues users' client certificates (X.509, 10 years, CA:TRUE): seeded into the app's CA dir (x-ecs client-ca) when the app definition names a key file there and the dir has no CA; never replaces one. ECS keeps its CA in its database and is not seeded.",
     ),
     k(
         "appliance.ssl.client_ca.cert",
