@@ -169,6 +169,7 @@ impl Env {
                 dkim: Dkim {
                     key: keys.dkim_key.clone(),
                 },
+                mail: Default::default(),
                 backup: Backup {
                     url: "file:///volatile/ecs-backup-test/".to_string(),
                     options: None,
