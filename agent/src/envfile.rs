@@ -43,6 +43,10 @@ pub struct Settings {
     pub compose: Option<String>,
     /// `appliance.storage`: create, adopt, ignore.
     pub storage: appliance_env::Storage,
+    /// `appliance.dkim.key` (PEM): the relay signs the app's mail with it.
+    pub dkim_key: String,
+    /// `appliance.mail.relay_host`: the relay's smarthost, else direct delivery.
+    pub mail_relay_host: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +108,8 @@ fn settings(env: &Env) -> Settings {
         dump_filename: env.ecs.recover.dump_filename.clone(),
         compose: a.compose.clone(),
         storage: a.storage.clone(),
+        dkim_key: a.dkim.key.clone(),
+        mail_relay_host: a.mail.relay_host.clone(),
     }
 }
 
