@@ -79,7 +79,10 @@ fn relay_signs_and_delivers_incoming_reaches_the_app_and_root_mail_goes_to_sentr
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let (state, msg) = app.step_state("mail");
     assert_eq!(state, "ok");
-    assert!(msg.starts_with("relay on port") && msg.contains("via [127.0.0.1]"), "{msg}");
+    assert!(
+        msg.starts_with("relay on port") && msg.contains("via [127.0.0.1]"),
+        "{msg}"
+    );
     let key_mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(app.path("run/ecs/mail/opendkim/dkim.key"))
             .unwrap()
@@ -106,12 +109,33 @@ fn relay_signs_and_delivers_incoming_reaches_the_app_and_root_mail_goes_to_sentr
     let mut tampered = sent.clone();
     let at = String::from_utf8_lossy(&tampered).find("sent through").unwrap();
     tampered[at] = b'S';
-    assert!(!mail::dkim_verifies(&tampered, DOMAIN, &record), "a changed body must not verify");
+    assert!(
+        !mail::dkim_verifies(&tampered, DOMAIN, &record),
+        "a changed body must not verify"
+    );
 
     // Incoming: 25 with STARTTLS and 465 with TLS reach the app's smtpd.
     let to = format!("office@{DOMAIN}");
-    mail::send("127.0.0.1", app.smtp, "starttls", "a@example.com", &to, "in via starttls", "x").unwrap();
-    mail::send("127.0.0.1", app.smtps, "implicit", "b@example.com", &to, "in via smtps", "y").unwrap();
+    mail::send(
+        "127.0.0.1",
+        app.smtp,
+        "starttls",
+        "a@example.com",
+        &to,
+        "in via starttls",
+        "x",
+    )
+    .unwrap();
+    mail::send(
+        "127.0.0.1",
+        app.smtps,
+        "implicit",
+        "b@example.com",
+        &to,
+        "in via smtps",
+        "y",
+    )
+    .unwrap();
     wait_until(&app, "incoming mail at the app's /mail page", || {
         let (code, body) = app.get(true, "/mail");
         code == 200 && body.contains("in via starttls") && body.contains("in via smtps")
@@ -122,15 +146,34 @@ fn relay_signs_and_delivers_incoming_reaches_the_app_and_root_mail_goes_to_sentr
     // No open relay: other domains are refused on the public ports, and the relay port takes
     // nothing from a client outside loopback and docker's networks (the host's own address).
     for (port, tls) in [(app.smtp, "starttls"), (app.smtps, "implicit")] {
-        let e = mail::send("127.0.0.1", port, tls, "spam@example.com", "victim@example.net", "relay?", "z")
-            .unwrap_err();
+        let e = mail::send(
+            "127.0.0.1",
+            port,
+            tls,
+            "spam@example.com",
+            "victim@example.net",
+            "relay?",
+            "z",
+        )
+        .unwrap_err();
         assert!(e.contains("Relay access denied"), "port {port}: {e}");
     }
     let outside = common::host_address();
     if outside != "127.0.0.1" {
-        let e = mail::send(&outside, app.mail_port, "none", "spam@example.com", "victim@example.net", "relay?", "z")
-            .unwrap_err();
-        assert!(e.contains("Access denied") || e.contains("554"), "relay port from {outside}: {e}");
+        let e = mail::send(
+            &outside,
+            app.mail_port,
+            "none",
+            "spam@example.com",
+            "victim@example.net",
+            "relay?",
+            "z",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("Access denied") || e.contains("554"),
+            "relay port from {outside}: {e}"
+        );
     }
 
     // Mail to root (as unattended-upgrades sends it: sendmail) is delivered locally, and
@@ -144,10 +187,16 @@ fn relay_signs_and_delivers_incoming_reaches_the_app_and_root_mail_goes_to_sentr
     )
     .unwrap();
     let root = app.path("volatile/mail/root");
-    wait_until(&app, "mail in root's mailbox", || !mail::maildir_new(&root).is_empty());
+    wait_until(&app, "mail in root's mailbox", || {
+        !mail::maildir_new(&root).is_empty()
+    });
     let out = app.agent(&["mail-to-sentry"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("1 message(s) to root sent to Sentry"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 message(s) to root sent to Sentry"),
+        "{}",
+        stdout(&out)
+    );
     let event = sentry.join().unwrap();
     assert!(
         event.contains("unattended-upgrades result for ecs") && event.contains("openssl"),
@@ -157,9 +206,17 @@ fn relay_signs_and_delivers_incoming_reaches_the_app_and_root_mail_goes_to_sentr
     assert_eq!(std::fs::read_dir(root.join("cur")).unwrap().count(), 1);
 
     // The relay down: status says so.
-    Command::new("postfix").arg("-c").arg(&conf).arg("stop").run_checked().unwrap();
+    Command::new("postfix")
+        .arg("-c")
+        .arg(&conf)
+        .arg("stop")
+        .run_checked()
+        .unwrap();
     let status = stdout(&app.agent(&["status"]));
-    assert!(status.contains("mail relay: DOWN: postfix is not running"), "{status}");
+    assert!(
+        status.contains("mail relay: DOWN: postfix is not running"),
+        "{status}"
+    );
     let json: serde_json::Value = serde_json::from_str(&stdout(&app.agent(&["status", "--json"]))).unwrap();
     assert!(json["mail"].as_str().unwrap().contains("DOWN"), "{json}");
 }

@@ -72,7 +72,11 @@ pub struct Appliance {
     pub compose: Option<String>,
     pub dkim: Dkim,
     /// The outgoing mail relay's options (DKIM signing is `dkim`).
-    #[serde(default, skip_serializing_if = "Mail::is_default", deserialize_with = "crate::load::nullable")]
+    #[serde(
+        default,
+        skip_serializing_if = "Mail::is_default",
+        deserialize_with = "crate::load::nullable"
+    )]
     pub mail: Mail,
     pub backup: Backup,
     /// The application's database login; optional so the original appliance's files still load.

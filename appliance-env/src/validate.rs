@@ -630,10 +630,26 @@ mod tests {
 
     #[test]
     fn relay_hosts() {
-        for ok in ["[smtp.example.org]:587", "[10.0.0.5]", "mail.example.org", "relay:25", "[a-b.example.org]:2525"] {
+        for ok in [
+            "[smtp.example.org]:587",
+            "[10.0.0.5]",
+            "mail.example.org",
+            "relay:25",
+            "[a-b.example.org]:2525",
+        ] {
             assert!(relay_host(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "[smtp.example.org", "[x]587", "smtp.example.org:", "host:0", "host:99999", "a b", "smtp://x", "-x.org"] {
+        for bad in [
+            "",
+            "[smtp.example.org",
+            "[x]587",
+            "smtp.example.org:",
+            "host:0",
+            "host:99999",
+            "a b",
+            "smtp://x",
+            "-x.org",
+        ] {
             let e = relay_host(bad).unwrap_err();
             assert!(e.contains("[host]:port"), "{bad}: {e}");
         }

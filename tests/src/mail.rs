@@ -31,7 +31,10 @@ fn need_module(module: &str, package: &str) {
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(ok, "python3 module {module} is missing: install Debian's {package} (scripts/deps.sh)");
+    assert!(
+        ok,
+        "python3 module {module} is missing: install Debian's {package} (scripts/deps.sh)"
+    );
 }
 
 /// An SMTP server on 127.0.0.1 that keeps every message; stopped on drop.
@@ -62,7 +65,10 @@ impl MailSink {
             .expect("starting python3 -m aiosmtpd");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen on 127.0.0.1:{port}");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on 127.0.0.1:{port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         MailSink { port, dir, child }
@@ -84,7 +90,10 @@ impl MailSink {
             })
             .unwrap_or_default();
         files.sort();
-        files.into_iter().map(|(_, p)| std::fs::read(p).unwrap()).collect()
+        files
+            .into_iter()
+            .map(|(_, p)| std::fs::read(p).unwrap())
+            .collect()
     }
 
     /// Waits up to `timeout` for a message containing `needle`; returns it.
@@ -122,7 +131,10 @@ pub fn dkim_record(zone: &str) -> String {
     let rest = &zone[start..];
     let end = rest.find(')').map(|i| i + 1).unwrap_or(rest.len());
     let rest = &rest[..end];
-    let rest = rest.split_once('\n').filter(|_| !rest.contains('(')).map_or(rest, |(l, _)| l);
+    let rest = rest
+        .split_once('\n')
+        .filter(|_| !rest.contains('('))
+        .map_or(rest, |(l, _)| l);
     rest.split('"').skip(1).step_by(2).collect()
 }
 
@@ -184,7 +196,17 @@ try:
 except Exception as e:
     sys.exit(f'{type(e).__name__}: {e}')";
     let out = Command::new(python())
-        .args(["-c", script, host, &port.to_string(), tls, from, to, subject, body])
+        .args([
+            "-c",
+            script,
+            host,
+            &port.to_string(),
+            tls,
+            from,
+            to,
+            subject,
+            body,
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     if out.status.success() {

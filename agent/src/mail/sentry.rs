@@ -86,8 +86,8 @@ pub fn forward(ctx: &Context, dsn: &str, maildir: &Path) -> anyhow::Result<usize
 
 /// The command: the DSN from the active env.yml.
 pub fn command(ctx: &Context) -> anyhow::Result<String> {
-    let env = crate::envfile::load(&ctx.active_env)
-        .map_err(|e| crate::userdata::ConfigError(e.to_string()))?;
+    let env =
+        crate::envfile::load(&ctx.active_env).map_err(|e| crate::userdata::ConfigError(e.to_string()))?;
     let maildir = root_maildir(ctx);
     let Some(dsn) = env.settings.sentry_dsn else {
         return Ok(format!(
@@ -112,6 +112,10 @@ mod tests {
         assert_eq!(date, "");
         assert_eq!(body, "line 1\nline 2\n");
         let long = format!("Subject: x\n\n{}", "y".repeat(BODY_LIMIT + 10));
-        assert!(summary(&long).3.ends_with("[cut; the whole mail is in root's mailbox]"));
+        assert!(
+            summary(&long)
+                .3
+                .ends_with("[cut; the whole mail is in root's mailbox]")
+        );
     }
 }

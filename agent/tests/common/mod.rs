@@ -424,7 +424,11 @@ impl Appliance {
         if self.mail {
             let conf = self.path("run/ecs/mail/postfix");
             if conf.join("main.cf").exists() {
-                let _ = Command::new("postfix").arg("-c").arg(&conf).arg("stop").run_checked();
+                let _ = Command::new("postfix")
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("stop")
+                    .run_checked();
             }
             if let Ok(pid) = std::fs::read_to_string(self.path("run/ecs/mail/opendkim/opendkim.pid")) {
                 let _ = Command::new("kill").arg(pid.trim()).run_checked();
