@@ -22,6 +22,9 @@ packages=(
   docker-compose nginx-light
   # hardening: the firewall (nft, network namespaces, ping), the sshd drop-in (sshd -T)
   nftables iproute2 iputils-ping openssh-server
+  # the appliance's mail (ecs-agent tests): the relay and its DKIM milter; a test SMTP server,
+  # DKIM verification and an SMTP client to test them with
+  postfix opendkim opendkim-tools python3-aiosmtpd python3-dkim
   # build helpers
   pkg-config build-essential curl ca-certificates
 )
@@ -75,6 +78,9 @@ if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# postfix unconfigured: the tests run their own instances (postfix -c DIR); the package's own
+# would otherwise be set up as an Internet site and, where systemd runs, take port 25.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
 if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then

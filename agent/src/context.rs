@@ -94,6 +94,14 @@ pub struct Context {
     pub mail_port: u16,
     /// The host loopback port the app's smtpd is published on (compose: AGENT_SMTPD_PORT).
     pub smtpd_port: u16,
+    /// What host.docker.internal resolves to in the app's containers (compose:
+    /// AGENT_MAIL_GATEWAY): docker's `host-gateway` (docker0's address), or an address of the
+    /// host where the engine has no default bridge (the tests' private dockerd).
+    pub mail_gateway: String,
+    /// The relay's postfix queue. Default: the system's, /var/spool/postfix, because the
+    /// system's sendmail (unattended-upgrades' mail to root) drops mail into the queue that
+    /// /etc/postfix/main.cf names, where the relay's pickup takes it.
+    pub mail_queue_dir: PathBuf,
 }
 
 impl Default for Context {
@@ -132,6 +140,8 @@ impl Default for Context {
             smtps_port: 465,
             mail_port: 10025,
             smtpd_port: 8025,
+            mail_queue_dir: "/var/spool/postfix".into(),
+            mail_gateway: "host-gateway".into(),
         }
     }
 }
@@ -163,6 +173,11 @@ impl Context {
     /// The mail relay's runtime state (postfix instance, opendkim).
     pub fn mail_dir(&self) -> PathBuf {
         self.run_dir.join("mail")
+    }
+    /// Local mail (to root), Maildir per user: `<this>/root/new` holds what is not yet read;
+    /// on the data disk's sibling /volatile, so it survives a reboot but not a new disk.
+    pub fn mailbox_dir(&self) -> PathBuf {
+        self.volatile_dir.join("mail")
     }
     pub fn dump_dir(&self) -> PathBuf {
         self.data_dir.join("dump/ecs-postgres")

@@ -56,6 +56,10 @@ pub struct Settings {
     /// `appliance.ssl.client_ca`: (certificate, key) PEM, seeded into the app's CA dir when the
     /// app has none (step client-ca).
     pub client_ca: Option<(String, String)>,
+    /// `appliance.dkim.key` (PEM): the relay signs the app's mail with it.
+    pub dkim_key: String,
+    /// `appliance.mail.relay_host`: the relay's smarthost, else direct delivery.
+    pub mail_relay_host: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +139,8 @@ fn settings(env: &Env) -> Settings {
         first_user: env.ecs.first_user.clone(),
         client_certs_mandatory: a.ssl.client_certs_mandatory,
         client_ca: a.ssl.client_ca.as_ref().map(|c| (c.cert.clone(), c.key.clone())),
+        dkim_key: a.dkim.key.clone(),
+        mail_relay_host: a.mail.relay_host.clone(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The appliance agent's logic: `ecs-agent start` brings the appliance up at every boot as
-//! ordered steps (env, storage, postgres, database, app-dirs, tls, containers), each in its own module;
+//! ordered steps (env, storage, postgres, database, app-dirs, tls, mail, containers), each in its own module;
 //! the lifecycle commands after it (backup, recover, ...) run in one frame (`lifecycle`: the lock,
 //! the record, the report).
 //!
@@ -22,6 +22,7 @@ pub mod frontend_tls;
 pub mod gnupg;
 pub mod lifecycle;
 pub mod lock;
+pub mod mail;
 pub mod migrate;
 pub mod recover;
 pub mod report;

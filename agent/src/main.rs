@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Bring the appliance up: env, storage, postgres, database, app-dirs, client-ca, tls, containers.
+    /// Bring the appliance up: env, storage, postgres, database, app-dirs, client-ca, tls, mail, containers.
     Start,
     /// Print the state of each step of the last start.
     Status {
@@ -100,6 +100,9 @@ enum Command {
         #[arg(long, value_name = "f|m", allow_hyphen_values = true)]
         gender: Option<String>,
     },
+    /// Send root's new mail (root's Maildir under /volatile/mail) to Sentry, one event each,
+    /// and mark it read; without appliance.sentry.dsn it stays there.
+    MailToSentry,
     /// Write the "starting" page unless the frontend has a config (ecs-frontend's ExecStartPre).
     #[command(hide = true)]
     FrontendConfig,
@@ -149,10 +152,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut v = serde_json::to_value(&s)?;
                 v["lifecycle"] = serde_json::to_value(&records)?;
                 v["lock"] = serde_json::to_value(&holder)?;
+                v["mail"] = serde_json::to_value(ecs_agent::mail::state(&ctx))?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", status::render(&s));
                 print!("{}", lifecycle::render(&records));
+                if let Some(mail) = ecs_agent::mail::state(&ctx) {
+                    print!("{mail}");
+                }
                 if let Some(h) = holder {
                     println!("lock: `ecs-agent {}` (pid {}) is running", h.command, h.pid);
                 }
@@ -214,6 +221,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(exit(lifecycle::run(&ctx, "create-first-user", wait, |job| {
                 first_user::command(job, &args)
             })))
+        }
+        Command::MailToSentry => {
+            let msg = ecs_agent::mail::sentry::command(&ctx)?;
+            println!("ecs-agent: mail-to-sentry ok: {msg}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::FrontendConfig => {
             ecs_agent::frontend::write_initial(&ctx)?;
@@ -287,10 +299,10 @@ mod tests {
         assert!(boot.contains("After=network-online.target") && boot.contains("label-cidata.device"));
         for (name, text) in &units {
             let installs = text.contains("\n[Install]\nWantedBy=");
-            // A timer's service is started by its timer.
-            let timer = name
-                .strip_suffix(".service")
-                .is_some_and(|base| units.contains_key(&format!("{base}.timer")));
+            // A timer's or path unit's service is started by it.
+            let timer = name.strip_suffix(".service").is_some_and(|base| {
+                units.contains_key(&format!("{base}.timer")) || units.contains_key(&format!("{base}.path"))
+            });
             let triggered = name.ends_with("-failed.service") || timer;
             assert!(
                 installs || triggered,

@@ -32,6 +32,7 @@ pub const STEPS: &[&str] = &[
     "app-dirs",
     "client-ca",
     "tls",
+    "mail",
     "containers",
 ];
 
@@ -150,6 +151,7 @@ pub fn compose_env(ctx: &Context, env: &LoadedEnv) -> anyhow::Result<BTreeMap<St
     vars.insert("AGENT_MAIL_HOST".into(), "host.docker.internal".into());
     vars.insert("AGENT_MAIL_PORT".into(), ctx.mail_port.to_string());
     vars.insert("AGENT_SMTPD_PORT".into(), ctx.smtpd_port.to_string());
+    vars.insert("AGENT_MAIL_GATEWAY".into(), ctx.mail_gateway.clone());
     vars.insert("APPLIANCE_DATABASE".into(), env.settings.database.clone());
     set_app_version(&mut vars, &app_version(ctx, env)?);
     Ok(vars)
@@ -349,6 +351,23 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
         Ok(((), crate::client_ca::run(ctx, &settings, &def)?))
     })?;
     run.step("tls", |_| Ok(((), tls::run(ctx, &settings)?)))?;
+    // Soft: the app serves without mail, so a failure is a warning, not a failed start.
+    run.step("mail", |_| {
+        if !ctx.mail {
+            return Ok(((), "skipped: the context turns mail off".to_string()));
+        }
+        Ok((
+            (),
+            match crate::mail::run(ctx, &settings, &compose.docker) {
+                Ok(msg) => msg,
+                Err(e) => {
+                    let detail = host_util::redact_urls(&format!("{e:#}"));
+                    tracing::warn!("mail: the relay does not run, the app's mail is not sent: {detail}");
+                    format!("WARNING: no mail: {detail}")
+                }
+            },
+        ))
+    })?;
     let domain = run.domain.clone();
     run.step("containers", |_| {
         let msg = containers(ctx, &compose, &def)?;
@@ -369,6 +388,9 @@ fn start_steps(run: &mut Run) -> Result<Outcome, Outcome> {
 pub fn renew_tls(ctx: &Context) -> anyhow::Result<String> {
     let env = crate::envfile::load(&ctx.active_env).map_err(|e| ConfigError(e.to_string()))?;
     let msg = tls::run(ctx, &env.settings)?;
+    if let Err(e) = crate::mail::reload(ctx) {
+        tracing::warn!("mail: postfix did not take the new certificate: {e:#}");
+    }
     frontend::apply(ctx, &env.settings.domain, &current_mode(ctx))?;
     Ok(msg)
 }

@@ -77,6 +77,13 @@ pub struct Appliance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose: Option<String>,
     pub dkim: Dkim,
+    /// The outgoing mail relay's options (DKIM signing is `dkim`).
+    #[serde(
+        default,
+        skip_serializing_if = "Mail::is_default",
+        deserialize_with = "crate::load::nullable"
+    )]
+    pub mail: Mail,
     pub backup: Backup,
     /// The application's database login; optional so the original appliance's files still load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,6 +308,21 @@ pub fn firewall_port(entry: &str) -> Result<FirewallPort, String> {
 pub struct Dkim {
     /// RSA private key (PEM) for selector `default`.
     pub key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mail {
+    /// A smarthost for all outgoing mail (`[host]:port` or `host[:port]`, postfix's
+    /// relayhost syntax); unset: delivered directly to each domain's MX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_host: Option<String>,
+}
+
+impl Mail {
+    fn is_default(&self) -> bool {
+        *self == Mail::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

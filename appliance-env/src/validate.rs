@@ -96,6 +96,9 @@ pub(crate) fn check(env: &Env) -> Vec<Problem> {
     {
         out.add(p(&["appliance", "sentry", "dsn"]), "expected an http(s):// URL");
     }
+    if let Some(relay) = &a.mail.relay_host {
+        out.check(p(&["appliance", "mail", "relay_host"]), relay_host(relay));
+    }
     if let Some(git) = &a.git {
         if let Some(source) = &git.source {
             out.check(p(&["appliance", "git", "source"]), git_url(source));
@@ -297,6 +300,43 @@ pub fn domain(name: &str) -> Result<(), String> {
         return bad("not an IP address");
     }
     Ok(())
+}
+
+/// postfix's relayhost: `[host]:port`, `[host]` (no MX lookup) or `host[:port]` (MX lookup),
+/// host a domain name or an IPv4 address.
+pub fn relay_host(value: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "expected `[host]:port` or `host[:port]` (e.g. [smtp.example.org]:587), found `{value}`"
+        ))
+    };
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => match port.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return bad(),
+            },
+            None => return bad(),
+        },
+        None => match value.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        },
+    };
+    let ipv4 = host.parse::<std::net::Ipv4Addr>().is_ok();
+    let name_ok = ipv4
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            }));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if name_ok && port_ok { Ok(()) } else { bad() }
 }
 
 /// An address mail can go to: a non-empty local part without whitespace, `@`, a domain name.
@@ -622,6 +662,33 @@ mod tests {
         ] {
             let e = firewall_port(bad).unwrap_err();
             assert!(e.starts_with("expected tcp/PORT or udp/PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn relay_hosts() {
+        for ok in [
+            "[smtp.example.org]:587",
+            "[10.0.0.5]",
+            "mail.example.org",
+            "relay:25",
+            "[a-b.example.org]:2525",
+        ] {
+            assert!(relay_host(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "[smtp.example.org",
+            "[x]587",
+            "smtp.example.org:",
+            "host:0",
+            "host:99999",
+            "a b",
+            "smtp://x",
+            "-x.org",
+        ] {
+            let e = relay_host(bad).unwrap_err();
+            assert!(e.contains("[host]:port"), "{bad}: {e}");
         }
     }
 

@@ -7,6 +7,7 @@
 //! dockerd with the fixture container images, shared by the agent tests and the VM tests.
 
 pub mod docker;
+pub mod mail;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -52,6 +52,39 @@ pub fn harness() -> &'static Harness {
     e2e_tests::docker::harness()
 }
 
+/// An IPv4 address of this host that containers reach through their network's gateway (the
+/// source address of the default route): the tests' dockerd has no default bridge, so docker's
+/// `host-gateway` has no value; the context's mail-gateway takes this instead.
+pub fn host_address() -> String {
+    static ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDR.get_or_init(|| {
+        let run = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        // No packet is sent: `route get` only asks which source address a route would use.
+        let route = run(&["-4", "route", "get", "1.1.1.1"]);
+        let words: Vec<&str> = route.split_whitespace().collect();
+        let global = run(&["-4", "-o", "addr", "show", "scope", "global"]);
+        words
+            .windows(2)
+            .find(|w| w[0] == "src")
+            .map(|w| w[1].to_string())
+            .or_else(|| {
+                let w: Vec<&str> = global.split_whitespace().collect();
+                w.windows(2)
+                    .find(|w| w[0] == "inet")
+                    .and_then(|w| w[1].split('/').next().map(str::to_string))
+            })
+            // Only the mail test needs it reachable; the others need a valid address.
+            .unwrap_or_else(|| "127.0.0.1".into())
+    })
+    .clone()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -67,6 +100,13 @@ pub struct Appliance {
     pub http: u16,
     pub https: u16,
     pub upstream: u16,
+    /// The mail ports (context smtp-port, smtps-port, mail-port, smtpd-port), free ones.
+    pub smtp: u16,
+    pub smtps: u16,
+    pub mail_port: u16,
+    pub smtpd: u16,
+    /// Run the mail relay (step mail); off unless a test turns it on (`with_mail`).
+    pub mail: bool,
     pub docker_host: String,
     /// Extra context keys (YAML lines).
     pub extra_context: Vec<String>,
@@ -127,9 +167,20 @@ impl Appliance {
             http: free_port(),
             https: free_port(),
             upstream: free_port(),
+            smtp: free_port(),
+            smtps: free_port(),
+            mail_port: free_port(),
+            smtpd: free_port(),
+            mail: false,
             docker_host: h.docker_host.clone(),
             extra_context: Vec::new(),
         }
+    }
+
+    /// Turns the mail relay on (step mail): its postfix and opendkim live under this tree.
+    pub fn with_mail(mut self) -> Appliance {
+        self.mail = true;
+        self
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -143,13 +194,21 @@ impl Appliance {
              data-dir: {r}/data\nvolatile-dir: {r}/volatile\nstorage: directories\ndocker-host: {dh}\n\
              project: {p}\nimages-dir: {r}/images\ncompose-template: {r}/compose.yml\nlisten-address: 127.0.0.1\nhttp-port: {h}\n\
              https-port: {s}\nupstream-port: {u}\ndatabase-timeout-secs: 60\nhealth-timeout-secs: 120\n\
-             systemd-run-dir: null\nlisten-address-v6: \"::1\"\naccess-log-socket: null\nfirewall: false\n",
+             systemd-run-dir: null\nlisten-address-v6: \"::1\"\naccess-log-socket: null\nfirewall: false\n\
+             mail: {mail}\nsmtp-port: {smtp}\nsmtps-port: {smtps}\nmail-port: {mp}\n\
+             smtpd-port: {smtpd}\nmail-queue-dir: {r}/volatile/mail-queue\nmail-gateway: {gw}\n",
             r = self.dir.path().display(),
             dh = self.docker_host,
             p = self.name,
             h = self.http,
             s = self.https,
             u = self.upstream,
+            mail = self.mail,
+            smtp = self.smtp,
+            smtps = self.smtps,
+            mp = self.mail_port,
+            smtpd = self.smtpd,
+            gw = host_address(),
         );
         // Extra lines replace the defaults with the same key.
         let key = |l: &str| l.split(':').next().unwrap_or_default().to_string();
@@ -272,6 +331,10 @@ impl Appliance {
             .env("AGENT_DATA_DIR", self.path("data"))
             .env("AGENT_DUMP_DIR", self.path("data/dump/ecs-postgres"))
             .env("AGENT_UPSTREAM_PORT", self.upstream.to_string())
+            .env("AGENT_SMTPD_PORT", self.smtpd.to_string())
+            .env("AGENT_MAIL_HOST", "host.docker.internal")
+            .env("AGENT_MAIL_PORT", self.mail_port.to_string())
+            .env("AGENT_MAIL_GATEWAY", host_address())
             .env("APPLIANCE_DATABASE", "ecs")
             .env("APPLIANCE_DATABASE_PASSWORD", DB_PASSWORD)
             .env("AGENT_APP_TAG", self.app_version())
@@ -361,6 +424,19 @@ impl Appliance {
 
     pub fn stop(&self) {
         let _ = self.compose().args(["down", "--remove-orphans"]).run_checked();
+        if self.mail {
+            let conf = self.path("run/ecs/mail/postfix");
+            if conf.join("main.cf").exists() {
+                let _ = Command::new("postfix")
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("stop")
+                    .run_checked();
+            }
+            if let Ok(pid) = std::fs::read_to_string(self.path("run/ecs/mail/opendkim/opendkim.pid")) {
+                let _ = Command::new("kill").arg(pid.trim()).run_checked();
+            }
+        }
         let conf = self.path("run/ecs/frontend/nginx.conf");
         if self.path("run/ecs/frontend/nginx.pid").exists() {
             let _ = Command::new(need(NGINX))

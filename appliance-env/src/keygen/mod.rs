@@ -170,6 +170,7 @@ impl Env {
                 dkim: Dkim {
                     key: keys.dkim_key.clone(),
                 },
+                mail: Default::default(),
                 backup: Backup {
                     url: "file:///volatile/ecs-backup-test/".to_string(),
                     options: None,

@@ -427,6 +427,23 @@ pub const KEYS: &[Key] = &[
         "ecs-agent (opendkim); `ecs-build config dns`",
         "RSA-2048 private key; `ecs-build config dns env.yml` prints the TXT record.",
     )),
+    ex(
+        k(
+            "appliance.mail",
+            "mapping",
+            "",
+            "ecs-agent (postfix)",
+            "The appliance's outgoing mail relay (the app's mail, signed with appliance.dkim.key).",
+        ),
+        "mail:\n  relay_host: '[smtp.example.org]:587'",
+    ),
+    k(
+        "appliance.mail.relay_host",
+        "string (`[host]:port` or `host[:port]`)",
+        "none: direct delivery by MX",
+        "ecs-agent (postfix relayhost)",
+        "A smarthost that takes all outgoing mail, without authentication; `[host]` skips the MX lookup.",
+    ),
     req(
         "appliance.backup",
         "mapping",

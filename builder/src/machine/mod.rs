@@ -162,6 +162,8 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "mtools",
     "curl",
     "gnupg1",
+    "postfix",
+    "opendkim",
 ];
 
 impl Default for Machine {

@@ -285,6 +285,18 @@ pub fn build(machine: &Machine) -> anyhow::Result<Overlay> {
         ),
     ];
     extras.extend(super::hardening::files());
+    // Masked: the agent's step mail runs postfix (config under /run/ecs/mail, the system's
+    // queue, so sendmail still reaches it) and opendkim with what env.yml says; Debian's
+    // units would start a second master on port 25 with the package's config. Masking is
+    // simpler than making the agent's instance the system one: the agent's config is written
+    // at every start and needs the certificate and env.yml, which exist only after boot steps.
+    for unit in ["postfix.service", "postfix@-.service", "opendkim.service"] {
+        extras.push(file(
+            &format!("{UNIT_DIR}/{unit}"),
+            ExtraKind::Symlink("/dev/null".into()),
+            0o777,
+        ));
+    }
     extras.extend(unit_files);
     for image in &machine.images {
         check_image_archive(image)?;
