@@ -426,14 +426,16 @@ pub fn apply_path_unit(ctx: &Context, def: &AppDef) -> anyhow::Result<()> {
             .arg("daemon-reload")
             .run_checked()
             .context("reloading systemd for the CRL's path unit")?;
-        // A path unit takes new paths when it is started again.
-        crate::tools::SYSTEMCTL
-            .command()?
-            .args(["try-restart", PATH_UNIT])
-            .run_checked()
-            .with_context(|| format!("restarting {PATH_UNIT}"))?;
-        tracing::info!("{PATH_UNIT}: watching the app's CA files");
     }
+    // Restarted at every start, the drop-in changed or not: the unit began watching at boot,
+    // before the storage step mounted /data over the directory it watched, and an inotify
+    // watch on the directory under a mount never sees what happens on the mounted filesystem.
+    crate::tools::SYSTEMCTL
+        .command()?
+        .args(["restart", PATH_UNIT])
+        .run_checked()
+        .with_context(|| format!("restarting {PATH_UNIT}"))?;
+    tracing::info!("{PATH_UNIT}: watching the app's CA files");
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{IMAGE_VERSION, Workspace, build_command, config_new, sha256_of, ssh_key};
+use e2e_tests::mail::{self, MailSink};
 use e2e_tests::{Drive, Saved, Vm, VmConfig, docker, workspace_binary};
 use host_util::{CommandExt, Tool};
 use serde_json::Value;
@@ -26,6 +27,18 @@ const QEMU_IMG: Tool = Tool::new("qemu-img", "qemu-utils");
 const CURL: Tool = Tool::new("curl", "curl");
 const SFDISK: Tool = Tool::new("sfdisk", "fdisk");
 const MKFS_EXT4: Tool = Tool::new("mkfs.ext4", "e2fsprogs");
+const OPENSSL: Tool = Tool::new("openssl", "openssl");
+/// Where the guest's relay sends all mail (env.yml relay_host): qemu's user network passes
+/// connections to this address to the host's `mail_sink()` (`VmConfig::guest_forward`).
+const RELAY: &str = "10.0.2.100:25";
+/// The office's first user (env.yml ecs.first_user).
+const FIRST_USER: &str = "office@committee.example";
+
+/// The SMTP server standing in for the internet's mail (relay_host), for the whole binary.
+fn mail_sink() -> &'static MailSink {
+    static S: OnceLock<MailSink> = OnceLock::new();
+    S.get_or_init(MailSink::start)
+}
 
 fn minutes(m: u64) -> Duration {
     Duration::from_secs(60 * m)
@@ -37,6 +50,7 @@ fn tool(t: Tool) -> Command {
 
 struct Image {
     ws: Workspace,
+    env: PathBuf,
     qcow2: PathBuf,
     seed: PathBuf,
     key: PathBuf,
@@ -68,8 +82,11 @@ fn extra_yml(ws: &Workspace) -> PathBuf {
         &path,
         // ecs.git.branch names the fixture app's version (its image tag): v1, updated to v2..v4.
         format!(
-            "appliance:\n  ssl:\n    letsencrypt:\n      enabled: false\n  compose: |\n{indented}\
-             ecs:\n  git:\n    branch: v1\n"
+            "appliance:\n  ssl:\n    letsencrypt:\n      enabled: false\n  mail:\n    relay_host: \"[{relay_ip}]:{relay_port}\"\n  \
+             compose: |\n{indented}ecs:\n  git:\n    branch: v1\n  first_user:\n    email: {FIRST_USER}\n    \
+             first_name: Erika\n    last_name: Office\n    gender: f\n",
+            relay_ip = RELAY.split(':').next().unwrap(),
+            relay_port = RELAY.split(':').nth(1).unwrap(),
         ),
     )
     .unwrap();
@@ -115,6 +132,7 @@ fn image() -> &'static Image {
             String::from_utf8_lossy(&o.stderr)
         );
         Image {
+            env,
             qcow2: out.join(format!("{NAME}-{IMAGE_VERSION}.qcow2")),
             seed: out.join(format!("{NAME}-{IMAGE_VERSION}.seed.iso")),
             key,
@@ -180,7 +198,8 @@ impl Guest {
             cdrom: Some(img.seed.clone()),
             memory_mib: 3072,
             cpus: 2,
-            forward: vec![22, 80, 443],
+            forward: vec![22, 25, 80, 443, 465],
+            guest_forward: vec![(RELAY.to_string(), mail_sink().port)],
             serial_log: img.ws.work.join(format!("{}-boot{n}.log", self.name)),
             default_devices: self.default_devices,
             incoming: None,
@@ -792,4 +811,224 @@ fn assert_removal_timer_in_7_days(vm: &mut Vm) {
         exec.contains("PRE_MIGRATE") || exec.contains("snapshot"),
         "{exec}"
     );
+}
+
+/// (status code, body) of GET `path` over HTTPS with curl's `extra` arguments (a client
+/// certificate, a forged header).
+fn get_with(vm: &Vm, path: &str, extra: &[&str]) -> (u16, String) {
+    let port = vm.port(443);
+    let out = tool(CURL)
+        .args([
+            "-sS",
+            "-k",
+            "--max-time",
+            "60",
+            "-w",
+            "\n%{http_code}",
+            "--resolve",
+        ])
+        .arg(format!("{DOMAIN}:{port}:127.0.0.1"))
+        .args(extra)
+        .arg(format!("https://{DOMAIN}:{port}{path}"))
+        .run_stdout()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+/// The `.p12` attachment of `message`, decoded (python's email parser).
+fn p12_attachment(message: &[u8], to: &Path) {
+    let msg = to.with_extension("eml");
+    std::fs::write(&msg, message).unwrap();
+    let script = "import email, sys
+m = email.message_from_bytes(open(sys.argv[1], 'rb').read())
+parts = [p for p in m.walk() if (p.get_filename() or '').endswith('.p12')]
+if len(parts) != 1: sys.exit(f'{len(parts)} .p12 attachments')
+open(sys.argv[2], 'wb').write(parts[0].get_payload(decode=True))";
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&msg)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Issue 12 in the booted image. `ecs-agent create-first-user` (env.yml's ecs.first_user)
+/// mails a PKCS#12 through the appliance's relay, DKIM-signed so that the record `config dns`
+/// prints verifies it; its transport password, shown once on the console, opens it and is in
+/// no journal, status or record. The certificate gets the internal page that nothing else
+/// (no certificate, a forged header) gets; revoking it in the app rewrites the CRL, and the
+/// path unit reloads the frontend, which then refuses it. Mail to ports 25 (STARTTLS) and 465
+/// reaches the app.
+#[test]
+fn the_first_user_gets_a_signed_mail_with_a_client_certificate_that_a_revocation_locks_out() {
+    let phase = |name: &str, since: Instant| eprintln!("phase {name}: {:.0}s", since.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let mut vm = restored("user");
+    phase("restore", t);
+    let work = image().ws.work.join("user");
+    std::fs::create_dir_all(&work).unwrap();
+
+    let t = Instant::now();
+    let (out, code) = run_once(&mut vm, "ecs-agent create-first-user");
+    assert_eq!(code, 0, "{out}");
+    let prefix = format!("ecs-agent: transport password for {FIRST_USER}: ");
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no transport password shown: {out}"))
+        .trim()
+        .to_string();
+    assert!(password.len() >= 15, "{password:?}");
+    phase("create-first-user", t);
+
+    // The mail, as the internet's next hop got it from the relay.
+    let t = Instant::now();
+    let message = mail_sink().wait_for(".p12", minutes(5)).unwrap_or_else(|| {
+        panic!(
+            "no mail with a .p12 reached the sink: {:?}",
+            mail_sink().messages().len()
+        )
+    });
+    let text = String::from_utf8_lossy(&message).to_string();
+    assert!(text.contains(FIRST_USER), "{text}");
+    assert!(!text.contains(&password), "the transport password is in the mail");
+    let zone = Command::new(common::BIN)
+        .args(["config", "dns"])
+        .arg(&image().env)
+        .run_stdout()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        mail::dkim_verifies(&message, DOMAIN, &mail::dkim_record(&zone)),
+        "the DKIM signature does not verify against `config dns`'s record"
+    );
+    phase("mail", t);
+
+    // The PKCS#12 opens with the password; the certificate is good for a day.
+    let p12 = work.join("user.p12");
+    p12_attachment(&message, &p12);
+    let pem = work.join("user.pem");
+    let mut open = tool(OPENSSL);
+    open.args(["pkcs12", "-nodes", "-passin", "stdin", "-in"])
+        .arg(&p12)
+        .arg("-out")
+        .arg(&pem)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = open.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let end = tool(OPENSSL)
+        .args(["x509", "-noout", "-checkend", "90000", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(
+        !end.status.success(),
+        "the certificate is valid for more than 25 hours"
+    );
+
+    // The internal page: only with the certificate.
+    let pem_arg = pem.display().to_string();
+    let (code, body) = get_with(&vm, "/internal", &[]);
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = get_with(
+        &vm,
+        "/internal",
+        &[
+            "-H",
+            "X-SSL-Client-Verify: SUCCESS",
+            "-H",
+            "X-SSL-Client-Serial: 01",
+        ],
+    );
+    assert_eq!(code, 403, "a forged header got in: {body}");
+    let (code, body) = get_with(&vm, "/internal", &["--cert", &pem_arg]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(FIRST_USER), "{body}");
+
+    // The password was shown once, on the console only.
+    let leaks = ssh(
+        &mut vm,
+        &format!(
+            "(journalctl -o cat; cat /run/ecs/status.json /data/etc/ecs-agent/lifecycle.json) | grep -cF '{password}' || true"
+        ),
+    );
+    assert_eq!(
+        leaks.trim(),
+        "0",
+        "the transport password is in the journal, status or record"
+    );
+
+    // Incoming mail reaches the app, over STARTTLS and over TLS.
+    let t = Instant::now();
+    for (port, tls) in [(25, "starttls"), (465, "implicit")] {
+        mail::send(
+            "127.0.0.1",
+            vm.port(port),
+            tls,
+            "applicant@outside.example",
+            &format!("ethics@{DOMAIN}"),
+            &format!("submission over {tls}"),
+            "a study",
+        )
+        .unwrap_or_else(|e| panic!("port {port}: {e}"));
+    }
+    let deadline = Instant::now() + minutes(5);
+    loop {
+        let (_, page) = get(&vm, true, "/mail");
+        if page.contains("submission over starttls") && page.contains("submission over implicit") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "incoming mail did not reach the app: {page}"
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    phase("incoming mail", t);
+
+    // Revoked in the app: the CRL changes, ecs-agent-crl.path reloads the frontend.
+    let t = Instant::now();
+    let (out, code) = run_once(
+        &mut vm,
+        &format!(
+            "docker exec $(docker ps -q --filter label=com.docker.compose.service=web) \
+             python3 /app/fixture_app.py revoke-client-certificate {FIRST_USER}"
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    let deadline = Instant::now() + minutes(3);
+    loop {
+        let (code, body) = get_with(&vm, "/internal", &["--cert", &pem_arg]);
+        if code != 200 {
+            assert_eq!(code, 400, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revoked certificate still gets in: {}",
+            ssh(
+                &mut vm,
+                "systemctl status ecs-agent-crl.path ecs-agent-crl.service --no-pager; true"
+            )
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let reloads = ssh(
+        &mut vm,
+        "journalctl -u ecs-agent-crl.service -o cat | grep -c 'reload-frontend ok' || true",
+    );
+    assert_ne!(reloads.trim(), "0", "ecs-agent-crl.service did not run");
+    phase("revocation", t);
 }

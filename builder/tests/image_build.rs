@@ -454,6 +454,7 @@ fn image_boots_from_its_own_grub_with_seed_and_blank_data_disk() {
         memory_mib: 2048,
         cpus: 2,
         forward: vec![22],
+        guest_forward: vec![],
         serial_log: f.ws.work.join("boot-console.log"),
         default_devices: false,
         incoming: None,

@@ -44,6 +44,10 @@ pub struct VmConfig {
     pub cpus: u32,
     /// Guest TCP ports to forward from 127.0.0.1 (host ports are picked free).
     pub forward: Vec<u16>,
+    /// The other way: connections the guest makes to `address:port` (on qemu's user network,
+    /// e.g. `10.0.2.100:25`) reach 127.0.0.1:`host port` on the host. The guest's
+    /// configuration can name a fixed address while the host side takes a free port.
+    pub guest_forward: Vec<(String, u16)>,
     /// Where the serial console is written.
     pub serial_log: PathBuf,
     /// Boot with qemu's default devices, as README's boot command does (no `-nodefaults`):
@@ -95,6 +99,9 @@ impl Vm {
             let host = free_port()?;
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
             ports.push((*guest, host));
+        }
+        for (guest, host) in &config.guest_forward {
+            netdev.push_str(&format!(",guestfwd=tcp:{guest}-tcp:127.0.0.1:{host}"));
         }
         // A unix socket path has at most 107 bytes: keep it short, in /tmp.
         static QMP_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -29,6 +29,7 @@ fn qemu_dies_when_the_thread_that_booted_it_exits() {
         memory_mib: 64,
         cpus: 1,
         forward: vec![],
+        guest_forward: vec![],
         serial_log: dir.path().join("console.log"),
         default_devices: false,
         incoming: None,

@@ -54,6 +54,7 @@ fn a_saved_guest_restores_with_its_disk_as_saved_while_the_original_writes_on() 
         memory_mib: 64,
         cpus: 1,
         forward: vec![],
+        guest_forward: vec![],
         serial_log: dir.path().join("console.log"),
         default_devices: false,
         incoming: None,
