@@ -318,18 +318,9 @@ fn create_first_user_mails_a_one_day_certificate_and_shows_the_password_only_on_
 
     // A certificate the relay did not take is revoked by the fixture's hook, which fails.
     let e = a
-        .compose()
+        .app_command()
         .env("AGENT_MAIL_HOST", "host.docker.internal")
         .env("AGENT_MAIL_PORT", dead_port.to_string())
-        .args([
-            "run",
-            "--rm",
-            "-T",
-            "--no-deps",
-            "web",
-            "python3",
-            "/app/fixture_app.py",
-        ])
         .args(["issue-client-certificate", EMAIL, "1"])
         .run_with_input(format!("{password}\n").as_bytes())
         .unwrap_err()

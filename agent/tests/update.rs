@@ -106,18 +106,9 @@ fn failed_updates_roll_back_and_a_good_one_migrates_and_stays() {
     // For scripts/bench/update.sh: the downtime against v4's migrate hook run by itself (again:
     // it is idempotent, and costs what it cost in the update: a container, a connection, the SQL).
     let t = std::time::Instant::now();
-    a.compose()
+    a.app_command()
         .env("AGENT_APP_TAG", "v4")
-        .args([
-            "run",
-            "--rm",
-            "-T",
-            "--no-deps",
-            "web",
-            "python3",
-            "/app/fixture_app.py",
-            "migrate",
-        ])
+        .arg("migrate")
         .run_checked()
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(

@@ -367,17 +367,24 @@ impl Appliance {
             .unwrap()
     }
 
+    /// `compose run --rm -T --no-deps web python3 /app/fixture_app.py`: a fixture command in a
+    /// one-off app container; append its arguments.
+    pub fn app_command(&self) -> Command {
+        let mut cmd = self.compose();
+        cmd.args([
+            "run",
+            "--rm",
+            "-T",
+            "--no-deps",
+            "web",
+            "python3",
+            "/app/fixture_app.py",
+        ]);
+        cmd
+    }
+
     pub fn app(&self, args: &[&str]) {
-        self.compose()
-            .args([
-                "run",
-                "--rm",
-                "-T",
-                "--no-deps",
-                "web",
-                "python3",
-                "/app/fixture_app.py",
-            ])
+        self.app_command()
             .args(args)
             .run_checked()
             .unwrap_or_else(|e| panic!("{e}"));
